@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Decode parses a CSTA or ECMA-354 document with DefaultLimits.
@@ -601,6 +602,17 @@ func appendEscaped(b []byte, s string, attr bool) []byte {
 			rep = "&quot;"
 		case c < 0x20 && c != '\t' && c != '\n' && c != '\r':
 			rep = ""
+		case c >= utf8.RuneSelf:
+			// Invalid UTF-8 and U+FFFE/U+FFFF are not XML characters.
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if (r != utf8.RuneError || n > 1) && r != 0xFFFE && r != 0xFFFF {
+				i += n - 1
+				continue
+			}
+			b = append(b, s[last:i]...)
+			last = i + n
+			i += n - 1
+			continue
 		default:
 			continue
 		}

@@ -99,6 +99,7 @@ type xnode struct {
 	next   int32
 	inner  [2]int32 // byte range of the element's content in the source
 	hasKid bool
+	pieces uint8 // text segments joined into text so far, beyond the first
 }
 
 type nsBind struct {
@@ -179,15 +180,21 @@ func (d *xdoc) scan(data []byte, lim Limits) error {
 		rest := s[i:]
 		switch {
 		case strings.HasPrefix(rest, "<?"):
-			end := strings.Index(rest, "?>")
+			end := strings.Index(rest[2:], "?>") // not in "<?>"
 			if end < 0 {
 				return d.fail(ErrSyntax, i, "unterminated processing instruction")
 			}
-			i += end + 2
+			if err := d.checkPI(rest[2:2+end], i); err != nil {
+				return err
+			}
+			i += 2 + end + 2
 		case strings.HasPrefix(rest, "<!--"):
 			end := strings.Index(rest[4:], "-->")
 			if end < 0 {
 				return d.fail(ErrSyntax, i, "unterminated comment")
+			}
+			if body := rest[4 : 4+end]; strings.Contains(body, "--") || strings.HasSuffix(body, "-") {
+				return d.fail(ErrSyntax, i, "'--' inside a comment")
 			}
 			i += 4 + end + 3
 		case strings.HasPrefix(rest, "<![CDATA["):
@@ -198,7 +205,9 @@ func (d *xdoc) scan(data []byte, lim Limits) error {
 			if end < 0 {
 				return d.fail(ErrSyntax, i, "unterminated CDATA section")
 			}
-			d.appendRaw(cur, rest[9:9+end])
+			if err := d.appendRaw(cur, rest[9:9+end], i); err != nil {
+				return err
+			}
 			i += 9 + end + 3
 		case strings.HasPrefix(rest, "<!"):
 			// <!DOCTYPE, <!ENTITY, <!ELEMENT...: never accepted.
@@ -274,6 +283,9 @@ func (d *xdoc) startTag(i int, parent int32, depth int) (next int, selfClose boo
 		return 0, false, d.fail(ErrSyntax, i, "element without a name")
 	}
 	qname := s[k:nameEnd]
+	if !validName(qname) {
+		return 0, false, d.fail(ErrSyntax, k, "invalid element name %q", trunc(qname))
+	}
 	k = nameEnd
 	for {
 		k2 := skipSpace(s, k)
@@ -301,6 +313,9 @@ func (d *xdoc) startTag(i int, parent int32, depth int) (next int, selfClose boo
 			return 0, false, d.fail(ErrSyntax, k2, "malformed attribute in <%s", trunc(qname))
 		}
 		attr := s[k2:an]
+		if !validName(attr) {
+			return 0, false, d.fail(ErrSyntax, k2, "invalid attribute name %q", trunc(attr))
+		}
 		k3 := skipSpace(s, an)
 		if k3 >= len(s) || s[k3] != '=' {
 			return 0, false, d.fail(ErrSyntax, k3, "attribute %s has no value", trunc(attr))
@@ -318,11 +333,11 @@ func (d *xdoc) startTag(i int, parent int32, depth int) (next int, selfClose boo
 		if strings.IndexByte(raw, '<') >= 0 {
 			return 0, false, d.fail(ErrSyntax, k3, "'<' in attribute value")
 		}
+		v, err := d.unescape(raw, k3+1)
+		if err != nil {
+			return 0, false, err
+		}
 		if attr == "xmlns" || strings.HasPrefix(attr, "xmlns:") {
-			v, err := d.unescape(raw, k3+1)
-			if err != nil {
-				return 0, false, err
-			}
 			prefix := ""
 			if len(attr) > 5 {
 				prefix = attr[6:]
@@ -367,6 +382,9 @@ func (d *xdoc) popBinds(depth int) {
 }
 
 func (d *xdoc) addText(cur int32, seg string, off int) error {
+	if j := strings.Index(seg, "]]>"); j >= 0 {
+		return d.fail(ErrSyntax, off+j, "']]>' in character data")
+	}
 	if strings.IndexByte(seg, '&') >= 0 {
 		v, err := d.unescape(seg, off)
 		if err != nil {
@@ -374,17 +392,27 @@ func (d *xdoc) addText(cur int32, seg string, off int) error {
 		}
 		seg = v
 	}
-	d.appendRaw(cur, seg)
-	return nil
+	return d.appendRaw(cur, seg, off)
 }
 
-func (d *xdoc) appendRaw(cur int32, seg string) {
+// maxTextPieces bounds how many segments (text split by comments, PIs and
+// CDATA sections) one element's text may be joined from. Each join copies
+// the text so far, so without a bound a document of many tiny pieces costs
+// time quadratic in its size.
+const maxTextPieces = 64
+
+func (d *xdoc) appendRaw(cur int32, seg string, off int) error {
 	n := &d.nodes[cur]
 	if n.text == "" {
 		n.text = seg
-	} else {
-		n.text += seg
+		return nil
 	}
+	if int(n.pieces)+1 >= maxTextPieces { // the first piece is not counted
+		return d.fail(ErrTooManyElements, off, "text of <%s> split into more than %d pieces", trunc(n.qname), maxTextPieces)
+	}
+	n.pieces++
+	n.text += seg
+	return nil
 }
 
 // unescape resolves the predefined entities and character references. Any
@@ -493,7 +521,7 @@ func toUTF8(data []byte) (string, error) {
 			for _, c := range data {
 				b = utf8.AppendRune(b, rune(c))
 			}
-			return string(b), nil
+			return checkChars(string(b))
 		}
 	default:
 		return "", &XMLError{Err: ErrEncoding, Detail: trunc(enc)}
@@ -502,7 +530,88 @@ func toUTF8(data []byte) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", &XMLError{Err: ErrSyntax, Detail: "invalid UTF-8"}
 	}
+	return checkChars(s)
+}
+
+// checkChars refuses characters XML 1.0 does not allow anywhere in a
+// document: C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF
+// (surrogates cannot occur in valid UTF-8).
+func checkChars(s string) (string, error) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return "", &XMLError{Err: ErrSyntax, Offset: i, Detail: fmt.Sprintf("character U+%04X not allowed", c)}
+		}
+		if c == 0xEF && i+2 < len(s) && s[i+1] == 0xBF && (s[i+2] == 0xBE || s[i+2] == 0xBF) {
+			return "", &XMLError{Err: ErrSyntax, Offset: i, Detail: "noncharacter U+FFFE/U+FFFF not allowed"}
+		}
+	}
 	return s, nil
+}
+
+// checkPI checks the inside of a processing instruction (between "<?" and
+// "?>"): it must start with a target name, and the XML declaration (target
+// "xml") may only name version 1.0.
+func (d *xdoc) checkPI(pi string, off int) error {
+	n := 0
+	for n < len(pi) && pi[n] != ' ' && pi[n] != '\t' && pi[n] != '\r' && pi[n] != '\n' {
+		n++
+	}
+	if !validName(pi[:n]) {
+		return d.fail(ErrSyntax, off, "processing instruction without a valid target")
+	}
+	if pi[:n] != "xml" {
+		return nil
+	}
+	// Any version="..." (or '...') pseudo-attribute must say 1.0.
+	for rest := pi[n:]; ; {
+		k := strings.Index(rest, "version=")
+		if k < 0 {
+			return nil
+		}
+		rest = rest[k+len("version="):]
+		if rest == "" || (rest[0] != '"' && rest[0] != '\'') {
+			continue
+		}
+		e := strings.IndexByte(rest[1:], rest[0])
+		if e < 0 {
+			return nil
+		}
+		if v := rest[1 : 1+e]; v != "1.0" {
+			return d.fail(ErrSyntax, off, "unsupported XML version %q", trunc(v))
+		}
+		rest = rest[1+e:]
+	}
+}
+
+// validName reports whether s is a name we accept for an element, an
+// attribute or a processing instruction target: ASCII letters, digits, '_',
+// '-', '.', starting with a letter or '_', with at most one ':' that splits
+// it into two non-empty parts (a namespace QName). Non-ASCII names are
+// refused: no CSTA schema uses them.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	colon := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_':
+		case '0' <= c && c <= '9' || c == '-' || c == '.':
+			if i == 0 || s[i-1] == ':' {
+				return false
+			}
+		case c == ':':
+			if colon || i == 0 || i == len(s)-1 {
+				return false
+			}
+			colon = true
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // declEncoding returns the encoding named in an XML declaration, if any.
@@ -510,7 +619,8 @@ func declEncoding(data []byte) string {
 	if len(data) >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF {
 		data = data[3:]
 	}
-	if len(data) < 6 || string(data[:5]) != "<?xml" {
+	if len(data) < 6 || string(data[:5]) != "<?xml" ||
+		(data[5] != ' ' && data[5] != '\t' && data[5] != '\r' && data[5] != '\n') {
 		return ""
 	}
 	end := -1

@@ -1,0 +1,411 @@
+package ctipool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cstagw/cstagw/csta"
+)
+
+// conn is one generation of a link: one TCP/TLS connection, one reader, one
+// writer, a bounded send queue and the requests outstanding on it. When it
+// dies every outstanding request fails at once and every monitor ends.
+type conn struct {
+	link  *Link
+	nc    net.Conn
+	gen   uint64
+	opts  csta.FrameOptions
+	log   zerolog.Logger
+	sendq chan []byte
+	done  chan struct{} // closed when the connection is dead
+
+	ns        string // CSTA namespace in use (negotiated)
+	sessionID string
+	sessDur   atomic.Int64 // actual session duration, nanoseconds
+
+	lastRx    atomic.Int64 // unix nanoseconds of the last frame received
+	rtt       atomic.Int64 // last heartbeat round trip, nanoseconds
+	missed    atomic.Int32 // heartbeat probes sent without an answer yet
+	probing   atomic.Bool
+	resetting atomic.Bool
+	lastReset atomic.Int64
+
+	budget chan struct{} // admission budget for MonitorStart/SnapshotDevice
+
+	mu          sync.Mutex
+	dead        bool
+	deadErr     error
+	ids         csta.InvokeIDs
+	outstanding map[int]*pending
+	fifo        []int // Profile B: ids in send order (no ids on the wire)
+	overload    chan struct{}
+	mons        monitorTable
+	unknownXref map[string]struct{}
+}
+
+type pending struct {
+	ch   chan reply
+	kind csta.Kind
+}
+
+type reply struct {
+	m   *csta.Message
+	err error
+}
+
+func newConn(l *Link, nc net.Conn, opts csta.FrameOptions) *conn {
+	c := &conn{
+		link:        l,
+		nc:          nc,
+		opts:        opts,
+		log:         l.log,
+		sendq:       make(chan []byte, l.cfg.SendQueue),
+		done:        make(chan struct{}),
+		budget:      make(chan struct{}, l.cfg.AdmissionBudget),
+		outstanding: make(map[int]*pending),
+		mons:        newMonitorTable(),
+		unknownXref: make(map[string]struct{}),
+		ns:          l.lc.ProtocolVersions[0],
+	}
+	c.lastRx.Store(time.Now().UnixNano())
+	c.lastReset.Store(time.Now().UnixNano())
+	return c
+}
+
+// start launches the reader and writer goroutines.
+func (c *conn) start(wg *sync.WaitGroup) {
+	wg.Add(2)
+	go func() { defer wg.Done(); c.readLoop() }()
+	go func() { defer wg.Done(); c.writeLoop() }()
+}
+
+// fail marks the connection dead (once), closes the socket, fails every
+// outstanding request and ends every monitor.
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.dead {
+		c.mu.Unlock()
+		return
+	}
+	c.dead = true
+	c.deadErr = err
+	out := c.outstanding
+	c.outstanding = map[int]*pending{}
+	c.fifo = nil
+	mons := c.mons.takeAll()
+	c.mu.Unlock()
+
+	close(c.done)
+	_ = c.nc.Close()
+	linkErr := fmt.Errorf("link %s: %w (%v)", c.link.lc.Name, ErrLinkDown, err)
+	for _, p := range out {
+		p.ch <- reply{err: linkErr}
+	}
+	for _, m := range mons {
+		m.end(linkErr)
+	}
+}
+
+func (c *conn) isDead() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *conn) writeLoop() {
+	bw := bufio.NewWriterSize(c.nc, 32<<10)
+	for {
+		var f []byte
+		select {
+		case <-c.done:
+			return
+		case f = <-c.sendq:
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.link.cfg.WriteTimeout))
+		if _, err := bw.Write(f); err != nil {
+			c.fail(fmt.Errorf("write: %w", err))
+			return
+		}
+		putFrameBuf(f)
+		// Coalesce what is already queued into one write.
+		for n := len(c.sendq); n > 0; n-- {
+			f = <-c.sendq
+			if _, err := bw.Write(f); err != nil {
+				c.fail(fmt.Errorf("write: %w", err))
+				return
+			}
+			putFrameBuf(f)
+		}
+		if err := bw.Flush(); err != nil {
+			c.fail(fmt.Errorf("write: %w", err))
+			return
+		}
+	}
+}
+
+func (c *conn) readLoop() {
+	fr := csta.NewFrameReader(c.nc, c.opts)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			var fe *csta.FrameError
+			if errors.As(err, &fe) {
+				err = fmt.Errorf("%w: %v", ErrProtocol, err)
+			}
+			c.fail(err)
+			return
+		}
+		c.lastRx.Store(time.Now().UnixNano())
+		c.missed.Store(0)
+		m, err := csta.Decode(f.Payload)
+		if err != nil {
+			c.log.Warn().Err(err).Int("invoke_id", f.InvokeID).Msg("undecodable CSTA frame from the CTI server dropped")
+			if f.InvokeID >= 0 && f.InvokeID != csta.EventInvokeID {
+				// If it answered one of ours, do not leave the caller waiting.
+				c.complete(f.InvokeID, nil, fmt.Errorf("%w: undecodable response: %v", ErrProtocol, err))
+			}
+			continue
+		}
+		c.dispatch(f.InvokeID, m)
+	}
+}
+
+func (c *conn) dispatch(id int, m *csta.Message) {
+	switch {
+	case m.IsReply():
+		var err error
+		switch {
+		case m.Kind == csta.KindCSTAErrorCode:
+			err = &csta.Error{Code: m.Error, Detail: "from the CTI server"}
+		case m.Kind == csta.KindStartApplicationSessionNegResponse ||
+			m.Kind == csta.KindStopApplicationSessionNegResponse ||
+			m.Kind == csta.KindResetApplicationSessionTimerNegResponse:
+			err = fmt.Errorf("%w: %s %s", ErrSessionRefused, m.Kind, m.Reason)
+		}
+		c.complete(id, m, err)
+	case m.Class() == csta.ClassEvent:
+		c.routeEvent(m)
+	case m.Kind == csta.KindSystemStatus:
+		c.sendReply(id, &csta.Message{Kind: csta.KindSystemStatusResponse})
+		c.systemStatus(m.SystemStatus)
+	case m.Kind == csta.KindRequestSystemStatus:
+		c.sendReply(id, &csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: "normal"})
+	case m.Kind == csta.KindApplicationSessionTerminated:
+		c.fail(fmt.Errorf("%w: %s", ErrSessionTerminated, m.Reason))
+	default:
+		// A request from the switch we do not serve (route requests,
+		// escape services...): say so rather than leave it hanging.
+		c.log.Debug().Str("kind", m.Name).Int("invoke_id", id).Msg("unsupported request from the CTI server")
+		c.sendReply(id, csta.ErrorMessage(csta.CodeServiceNotSupported))
+	}
+}
+
+// systemStatus applies a status the switch reported.
+func (c *conn) systemStatus(s string) {
+	switch s {
+	case "disabled":
+		c.fail(ErrSystemDisabled)
+	case "overloadReached", "overloadImminent":
+		c.mu.Lock()
+		if c.overload == nil {
+			c.overload = make(chan struct{})
+		}
+		c.mu.Unlock()
+	case "overloadRelieved", "normal", "enabled":
+		c.mu.Lock()
+		if c.overload != nil {
+			close(c.overload)
+			c.overload = nil
+		}
+		c.mu.Unlock()
+		if s == "normal" {
+			return
+		}
+	case "messagesLost":
+		if fn := c.link.pool.opts.OnResync; fn != nil {
+			fn(c.link, c.gen)
+		}
+	}
+}
+
+func (c *conn) complete(id int, m *csta.Message, err error) {
+	c.mu.Lock()
+	if c.opts.Profile == csta.ProfileB {
+		// No invoke ids on the wire: replies come in request order.
+		if len(c.fifo) == 0 {
+			c.mu.Unlock()
+			return
+		}
+		id = c.fifo[0]
+		c.fifo = c.fifo[1:]
+	}
+	p := c.outstanding[id]
+	delete(c.outstanding, id)
+	c.mu.Unlock()
+	if p == nil {
+		if m != nil {
+			c.log.Debug().Int("invoke_id", id).Str("kind", m.Name).Msg("late or unknown CTI response dropped")
+		}
+		return
+	}
+	p.ch <- reply{m: m, err: err}
+}
+
+// sendReply answers a request of the switch with the same invoke id.
+func (c *conn) sendReply(id int, m *csta.Message) {
+	f, err := c.frame(id, m)
+	if err != nil {
+		c.log.Error().Err(err).Msg("cannot encode reply to the CTI server")
+		return
+	}
+	select {
+	case c.sendq <- f:
+	default:
+		c.fail(ErrQueueFull)
+	}
+}
+
+// frame encodes m as one wire frame with invoke id id.
+func (c *conn) frame(id int, m *csta.Message) ([]byte, error) {
+	buf := getFrameBuf()
+	if c.opts.Profile == csta.ProfileB {
+		buf, err := csta.AppendEncode(buf, m, c.ns)
+		if err != nil {
+			return nil, err
+		}
+		return append(buf, 0), nil
+	}
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
+	buf, err := csta.AppendEncode(buf, m, c.ns)
+	if err != nil {
+		return nil, err
+	}
+	n := len(buf)
+	if n > 0xFFFF || n > c.opts.MaxFrame && c.opts.MaxFrame > 0 {
+		return nil, fmt.Errorf("%w: %s is %d bytes", csta.ErrFrameTooLarge, m.Kind, n)
+	}
+	buf[0], buf[1], buf[2], buf[3] = 0, 0, byte(n>>8), byte(n)
+	d := csta.FormatInvokeID(id)
+	copy(buf[4:8], d[:])
+	return buf, nil
+}
+
+// request sends m and waits for its reply, the request timeout, ctx or the
+// connection's death, whichever comes first.
+func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, error) {
+	if m.Kind == csta.KindMonitorStart || m.Kind == csta.KindSnapshotDevice {
+		if err := c.admit(ctx); err != nil {
+			return nil, err
+		}
+		defer func() { <-c.budget }()
+	}
+	p := &pending{ch: make(chan reply, 1), kind: m.Kind}
+	c.mu.Lock()
+	if c.dead {
+		err := c.deadErr
+		c.mu.Unlock()
+		return nil, fmt.Errorf("link %s: %w (%v)", c.link.lc.Name, ErrLinkDown, err)
+	}
+	id, err := c.ids.Next(func(id int) bool { _, ok := c.outstanding[id]; return ok })
+	if err != nil {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("link %s: %w", c.link.lc.Name, ErrQueueFull)
+	}
+	f, err := c.frame(id, m)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.outstanding[id] = p
+	// Enqueue under the lock so that Profile B's fifo order is the wire
+	// order.
+	select {
+	case c.sendq <- f:
+		if c.opts.Profile == csta.ProfileB {
+			c.fifo = append(c.fifo, id)
+		}
+	default:
+		delete(c.outstanding, id)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("link %s: %w", c.link.lc.Name, ErrQueueFull)
+	}
+	c.mu.Unlock()
+
+	t := time.NewTimer(c.link.cfg.RequestTimeout)
+	defer t.Stop()
+	select {
+	case r := <-p.ch:
+		return r.m, r.err
+	case <-t.C:
+		c.forget(id)
+		return nil, fmt.Errorf("link %s: %s invoke %04d: %w", c.link.lc.Name, m.Kind, id, ErrTimeout)
+	case <-ctx.Done():
+		c.forget(id)
+		return nil, ctx.Err()
+	}
+}
+
+// forget drops an outstanding request whose caller gave up; a late answer
+// is then logged and dropped.
+func (c *conn) forget(id int) {
+	c.mu.Lock()
+	delete(c.outstanding, id)
+	c.mu.Unlock()
+}
+
+// admit waits for a place in the admission budget (and for the switch to
+// leave overload).
+func (c *conn) admit(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		ov := c.overload
+		c.mu.Unlock()
+		if ov == nil {
+			break
+		}
+		select {
+		case <-ov:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return fmt.Errorf("link %s: %w", c.link.lc.Name, ErrLinkDown)
+		}
+	}
+	select {
+	case c.budget <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return fmt.Errorf("link %s: %w", c.link.lc.Name, ErrLinkDown)
+	}
+}
+
+func (c *conn) outstandingCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.outstanding)
+}
+
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getFrameBuf() []byte { return (*frameBufs.Get().(*[]byte))[:0] }
+
+func putFrameBuf(b []byte) {
+	if cap(b) > 64<<10 {
+		return
+	}
+	b = b[:0]
+	frameBufs.Put(&b)
+}

@@ -1,0 +1,190 @@
+package sipstack
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBodyBytes   = 64 << 10
+	DefaultSessionExpires = 1800 * time.Second
+	DefaultMinSE          = 90 * time.Second
+	DefaultRetryAfter     = 30 * time.Second
+	DefaultHandlerTimeout = 10 * time.Second
+	// DefaultUDPMaxMessage is the largest SIP message written over UDP.
+	// sipgo's own default (1300 bytes, after RFC 3261 §18.1.1) is smaller
+	// than a full GetCSTAFeaturesResponse or a busy snapshot; UDP is for lab
+	// tools, so the gateway allows datagrams up to this size and production
+	// clients use TCP or TLS. A write over the limit fails loudly.
+	DefaultUDPMaxMessage = 8192
+)
+
+// Config is the sip: section of the gateway configuration.
+type Config struct {
+	// Listen: "udp:host:port", "tcp:host:port", "tls:host:port".
+	Listen []string `yaml:"listen"`
+	// TrustedHosts: addresses or CIDR prefixes allowed to send requests;
+	// empty means anyone.
+	TrustedHosts   []string      `yaml:"trusted_hosts"`
+	MaxBodyBytes   int           `yaml:"max_body_bytes"`
+	SessionExpires time.Duration `yaml:"session_expires"`
+	MinSE          time.Duration `yaml:"min_se"`
+	TLS            TLSConfig     `yaml:"tls"`
+	// Advertise is the host[:port] put in Contact when the listener is
+	// bound to an unspecified address (0.0.0.0).
+	Advertise string `yaml:"advertise"`
+	// UDPMaxMessage caps a SIP message written over UDP, bytes.
+	UDPMaxMessage int `yaml:"udp_max_message"`
+	// RetryAfter is sent with 503 answers.
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// HandlerTimeout bounds how long a request may wait for its answer.
+	HandlerTimeout time.Duration `yaml:"handler_timeout"`
+}
+
+// TLSConfig is used by tls: listeners.
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Listener is one parsed listen entry.
+type Listener struct {
+	Network string // udp, tcp, tls
+	Addr    string // host:port
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"}
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.SessionExpires <= 0 {
+		c.SessionExpires = DefaultSessionExpires
+	}
+	if c.MinSE <= 0 {
+		c.MinSE = DefaultMinSE
+	}
+	if c.UDPMaxMessage <= 0 {
+		c.UDPMaxMessage = DefaultUDPMaxMessage
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.HandlerTimeout <= 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
+	}
+	return c
+}
+
+// ParseListen parses one listen entry.
+func ParseListen(s string) (Listener, error) {
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return Listener{}, fmt.Errorf("%q: expected udp:host:port, tcp:host:port or tls:host:port", s)
+	}
+	l := Listener{Network: strings.ToLower(s[:i]), Addr: s[i+1:]}
+	switch l.Network {
+	case "udp", "tcp", "tls":
+	default:
+		return Listener{}, fmt.Errorf("%q: transport %q is not udp, tcp or tls", s, s[:i])
+	}
+	if _, _, err := net.SplitHostPort(l.Addr); err != nil {
+		return Listener{}, fmt.Errorf("%q: %v", s, err)
+	}
+	return l, nil
+}
+
+// ParseTrusted parses trusted_hosts entries (addresses or prefixes).
+func ParseTrusted(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trusted_hosts[%d]: %q is not an IP address or CIDR prefix", i, s))
+			continue
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, errors.Join(errs...)
+}
+
+// Validate returns every problem at once, each with its YAML path below
+// prefix (e.g. "sip").
+func (c Config) Validate(prefix string) error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", prefix, path, fmt.Sprintf(format, args...)))
+	}
+	hasTLS := false
+	for i, s := range c.Listen {
+		l, err := ParseListen(s)
+		if err != nil {
+			bad(fmt.Sprintf("listen[%d]", i), "%v", err)
+			continue
+		}
+		if l.Network == "tls" {
+			hasTLS = true
+		}
+	}
+	if _, err := ParseTrusted(c.TrustedHosts); err != nil {
+		bad("trusted_hosts", "%v", err)
+	}
+	if c.MaxBodyBytes < 0 {
+		bad("max_body_bytes", "%d: must be positive", c.MaxBodyBytes)
+	}
+	if c.SessionExpires != 0 && c.SessionExpires < 90*time.Second {
+		bad("session_expires", "%v: must be at least 90s (RFC 4028 Min-SE)", c.SessionExpires)
+	}
+	if c.MinSE != 0 && c.MinSE < 90*time.Second {
+		bad("min_se", "%v: must be at least 90s", c.MinSE)
+	}
+	if hasTLS {
+		if _, err := c.TLS.serverConfig(); err != nil {
+			bad("tls", "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// serverConfig loads the TLS server configuration: TLS 1.2 and up, and a
+// client certificate required when client_ca_file is set.
+func (t TLSConfig) serverConfig() (*tls.Config, error) {
+	if t.CertFile == "" || t.KeyFile == "" {
+		return nil, errors.New("cert_file and key_file are required by tls: listeners")
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cert_file/key_file: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_ca_file %s: no PEM certificate found", t.ClientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}

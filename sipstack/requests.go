@@ -1,0 +1,532 @@
+package sipstack
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"io"
+	"mime"
+	"mime/multipart"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// reply builds and sends a response. Every response carries Allow on 2xx
+// and 405, Accept on 415, Retry-After on 503 when given, and the CSTA
+// content headers when there is a body.
+func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, status int, reason string, body []byte, extra ...sip.Header) (*sip.Response, error) {
+	if reason == "" {
+		reason = statusText(status)
+	}
+	res := sip.NewResponseFromRequest(req, status, reason, nil)
+	if status/100 == 2 || status == 405 {
+		res.AppendHeader(sip.NewHeader("Allow", Allowed))
+	}
+	if status == 415 || status/100 == 2 && req.Method == sip.OPTIONS {
+		res.AppendHeader(sip.NewHeader("Accept", ContentTypeCSTA))
+	}
+	for _, h := range extra {
+		res.AppendHeader(h)
+	}
+	if len(body) > 0 {
+		ct := sip.ContentTypeHeader(ContentTypeCSTA)
+		res.AppendHeader(&ct)
+		res.AppendHeader(sip.NewHeader("Content-Disposition", "signal;handling=required"))
+	}
+	res.SetBody(body)
+	return res, tx.Respond(res)
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
+	case 405:
+		return "Method Not Allowed"
+	case 413:
+		return "Request Entity Too Large"
+	case 415:
+		return "Unsupported Media Type"
+	case 420:
+		return "Bad Extension"
+	case 422:
+		return "Session Interval Too Small"
+	case 481:
+		return "Call/Transaction Does Not Exist"
+	case 487:
+		return "Request Terminated"
+	case 488:
+		return "Not Acceptable Here"
+	case 491:
+		return "Request Pending"
+	case 500:
+		return "Server Internal Error"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Unknown"
+}
+
+// reject answers a request with a bodiless status and logs it once.
+func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, status int, why string, extra ...sip.Header) {
+	s.log.Info().Str("method", string(req.Method)).Str("call_id", callID(req)).Str("source", req.Source()).
+		Int("status", status).Str("reason", why).Msg("SIP request refused")
+	if _, err := s.respond(tx, req, status, "", nil, extra...); err != nil {
+		s.log.Debug().Err(err).Msg("response not sent")
+	}
+}
+
+func callID(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return string(*c)
+	}
+	return ""
+}
+
+// cstaBody returns the CSTA document of a request, or the status refusing
+// it: 413 over the size cap, 488 for SDP (a media call), 415 for anything
+// but application/csta+xml (or a multipart holding one).
+func (s *Server) cstaBody(req *sip.Request) ([]byte, int, string) {
+	body := req.Body()
+	if len(body) > s.cfg.MaxBodyBytes {
+		return nil, 413, "body of " + strconv.Itoa(len(body)) + " bytes is over max_body_bytes"
+	}
+	if len(body) == 0 {
+		return nil, 0, ""
+	}
+	ct := req.ContentType()
+	if ct == nil {
+		return nil, 415, "body without Content-Type"
+	}
+	media, params, err := mime.ParseMediaType(ct.Value())
+	if err != nil {
+		return nil, 415, "unparseable Content-Type"
+	}
+	switch {
+	case media == ContentTypeCSTA:
+		return body, 0, ""
+	case media == "application/sdp":
+		return nil, 488, "SDP offered: the gateway takes no media"
+	case strings.HasPrefix(media, "multipart/"):
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		var found []byte
+		for i := 0; i < 8; i++ {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			pm, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+			b, err := io.ReadAll(io.LimitReader(p, int64(s.cfg.MaxBodyBytes)))
+			if err != nil {
+				break
+			}
+			switch pm {
+			case "application/sdp":
+				return nil, 488, "SDP offered: the gateway takes no media"
+			case ContentTypeCSTA:
+				if found == nil {
+					found = b
+				}
+			}
+		}
+		if found == nil {
+			return nil, 415, "multipart body without a CSTA part"
+		}
+		return found, 0, ""
+	}
+	return nil, 415, "Content-Type " + media + " is not " + ContentTypeCSTA
+}
+
+// sessionExpires reads Session-Expires (delta-seconds[;refresher=...]).
+func sessionExpires(req *sip.Request) (time.Duration, bool) {
+	h := req.GetHeader("Session-Expires")
+	if h == nil {
+		h = req.GetHeader("x")
+	}
+	if h == nil {
+		return 0, false
+	}
+	v := strings.TrimSpace(h.Value())
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = strings.TrimSpace(v[:i])
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// unsupportedRequire returns the option tags of Require we do not support.
+func unsupportedRequire(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			t = strings.TrimSpace(t)
+			if t != "" && !strings.EqualFold(t, "timer") {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) negotiateSE(req *sip.Request) (time.Duration, int, string, []sip.Header) {
+	se := s.cfg.SessionExpires
+	if v, ok := sessionExpires(req); ok {
+		if v < s.cfg.MinSE {
+			return 0, 422, "Session-Expires below Min-SE", []sip.Header{sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second)))}
+		}
+		if v < se {
+			se = v
+		}
+	}
+	return se, 0, "", nil
+}
+
+func timerHeaders(se time.Duration) []sip.Header {
+	return []sip.Header{
+		sip.NewHeader("Supported", "timer"),
+		sip.NewHeader("Require", "timer"),
+		sip.NewHeader("Session-Expires", strconv.Itoa(int(se/time.Second))+";refresher=uac"),
+	}
+}
+
+func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		s.onInDialog(req, tx)
+		return
+	}
+	if !s.trustedSource(req) {
+		s.reject(tx, req, 403, "source not in trusted_hosts")
+		return
+	}
+	if s.draining.Load() {
+		s.reject(tx, req, 503, "draining", s.retryAfter(0))
+		return
+	}
+	if u := unsupportedRequire(req); len(u) > 0 {
+		s.reject(tx, req, 420, "unsupported Require", sip.NewHeader("Unsupported", strings.Join(u, ", ")))
+		return
+	}
+	se, st, why, hdrs := s.negotiateSE(req)
+	if st != 0 {
+		s.reject(tx, req, st, why, hdrs...)
+		return
+	}
+	body, st, why := s.cstaBody(req)
+	if st != 0 {
+		s.reject(tx, req, st, why)
+		return
+	}
+	if len(body) == 0 {
+		s.reject(tx, req, 488, "INVITE without a CSTA body")
+		return
+	}
+	from, to := req.From(), req.To()
+	if from == nil || to == nil || req.CallID() == nil || req.Contact() == nil || !from.Params.Has("tag") {
+		s.reject(tx, req, 400, "INVITE without From tag, To, Call-ID or Contact")
+		return
+	}
+	d := s.newDialog(req, se)
+	ctx, cancel := s.ctx()
+	rep := s.handler.Invite(ctx, d, s.toRequest(req, body))
+	cancel()
+	if rep.Status/100 != 2 {
+		var extra []sip.Header
+		if rep.Status == 503 {
+			extra = append(extra, s.retryAfter(rep.RetryAfter))
+		}
+		if _, err := s.respond(tx, req, rep.Status, rep.Reason, rep.Body, extra...); err != nil {
+			s.log.Debug().Err(err).Msg("INVITE rejection not sent")
+		}
+		return
+	}
+	s.establish(d, tx, req, rep)
+}
+
+func (s *Server) retryAfter(d time.Duration) sip.Header {
+	if d <= 0 {
+		d = s.cfg.RetryAfter
+	}
+	return sip.NewHeader("Retry-After", strconv.Itoa(int(d/time.Second)))
+}
+
+func (s *Server) newDialog(req *sip.Request, se time.Duration) *Dialog {
+	from := req.From()
+	d := &Dialog{
+		s:          s,
+		callID:     callID(req),
+		localTag:   newTag(),
+		remoteTag:  from.Params.GetOr("tag", ""),
+		transport:  strings.ToLower(req.Transport()),
+		source:     req.Source(),
+		localURI:   *req.To().Address.Clone(),
+		remoteFrom: sip.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()},
+		expires:    se,
+	}
+	d.key = dialogKey(d.callID, d.localTag, d.remoteTag)
+	d.remoteTarget = *req.Contact().Address.Clone()
+	for _, h := range req.GetHeaders("Record-Route") {
+		for _, v := range splitHeaderList(h.Value()) {
+			d.routeSet = append(d.routeSet, v)
+		}
+	}
+	if len(d.routeSet) > 0 {
+		var u sip.Uri
+		if err := sip.ParseUri(strings.Trim(uriPart(d.routeSet[0]), "<>"), &u); err == nil {
+			d.routeDest = u.HostPort()
+			if u.Port == 0 {
+				d.routeDest = u.Host + ":5060"
+			}
+		}
+	}
+	s.mu.Lock()
+	c, ok := s.contacts[d.transport]
+	s.mu.Unlock()
+	if !ok {
+		c = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1"}}
+	}
+	d.contact = *c.Clone()
+	d.cseq.Store(1 + rand.Uint32N(10000))
+	return d
+}
+
+func uriPart(v string) string {
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return v[i+1 : i+j]
+		}
+	}
+	return v
+}
+
+// splitHeaderList splits a comma-separated header value, respecting <...>
+// and quotes.
+func splitHeaderList(v string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			quoted = !quoted
+		case '<':
+			if !quoted {
+				depth++
+			}
+		case '>':
+			if !quoted && depth > 0 {
+				depth--
+			}
+		case ',':
+			if !quoted && depth == 0 {
+				if p := strings.TrimSpace(v[start:i]); p != "" {
+					out = append(out, p)
+				}
+				start = i + 1
+			}
+		}
+	}
+	if p := strings.TrimSpace(v[start:]); p != "" {
+		out = append(out, p)
+	}
+	return out
+}
+
+// establish answers 200 to an initial INVITE and registers the dialog.
+func (s *Server) establish(d *Dialog, tx sip.ServerTransaction, req *sip.Request, rep Reply) {
+	d.mu.Lock()
+	d.established = true
+	var ack chan struct{}
+	if d.transport == "udp" {
+		ack = make(chan struct{})
+		d.ackWait = ack
+	}
+	d.mu.Unlock()
+	s.dialogs.Store(d.key, d)
+	s.stats.dialogs.Add(1)
+	res := s.build2xx(d, req, rep.Body)
+	if err := tx.Respond(res); err != nil {
+		// CANCEL got there first (sipgo answered 487) or the transport
+		// failed: the dialog never existed for the client.
+		s.log.Info().Err(err).Str("call_id", d.callID).Msg("INVITE ended before our 200 OK")
+		d.end(EndCancelled)
+		return
+	}
+	d.armTimer()
+	if ack != nil {
+		go d.retransmit2xx(tx, res, ack)
+	}
+}
+
+func (s *Server) build2xx(d *Dialog, req *sip.Request, body []byte) *sip.Response {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	if to := res.To(); to != nil {
+		to.Params.Add("tag", d.localTag)
+	}
+	res.AppendHeader(d.contact.Clone())
+	res.AppendHeader(sip.NewHeader("Allow", Allowed))
+	res.AppendHeader(sip.NewHeader("Accept", ContentTypeCSTA))
+	for _, h := range timerHeaders(d.SessionExpires()) {
+		res.AppendHeader(h)
+	}
+	if len(body) > 0 {
+		ct := sip.ContentTypeHeader(ContentTypeCSTA)
+		res.AppendHeader(&ct)
+		res.AppendHeader(sip.NewHeader("Content-Disposition", "signal;handling=required"))
+	}
+	res.SetBody(body)
+	return res
+}
+
+// lookup finds the dialog of an in-dialog request: Call-ID, our tag (To),
+// theirs (From). CSeq plays no part (sipe resets it after every INVITE).
+func (s *Server) lookup(req *sip.Request) *Dialog {
+	to, from := req.To(), req.From()
+	if to == nil || from == nil {
+		return nil
+	}
+	local, _ := to.Params.Get("tag")
+	remote, _ := from.Params.Get("tag")
+	v, ok := s.dialogs.Load(dialogKey(callID(req), local, remote))
+	if !ok {
+		return nil
+	}
+	return v.(*Dialog)
+}
+
+func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	if d := s.lookup(req); d != nil {
+		d.acked()
+	}
+}
+
+func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	d := s.lookup(req)
+	if d == nil {
+		s.reject(tx, req, 481, "BYE for an unknown dialog")
+		return
+	}
+	if _, err := s.respond(tx, req, 200, "", nil); err != nil {
+		s.log.Debug().Err(err).Msg("200 to BYE not sent")
+	}
+	d.end(EndClientBye)
+}
+
+// onInDialog handles INFO, UPDATE and re-INVITE.
+func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	if !s.trustedSource(req) {
+		s.reject(tx, req, 403, "source not in trusted_hosts")
+		return
+	}
+	d := s.lookup(req)
+	if d == nil {
+		s.reject(tx, req, 481, "no such dialog")
+		return
+	}
+	body, st, why := s.cstaBody(req)
+	if st != 0 {
+		s.reject(tx, req, st, why)
+		return
+	}
+	refresh := req.Method == sip.INVITE || req.Method == sip.UPDATE
+	var se time.Duration
+	if refresh {
+		if u := unsupportedRequire(req); len(u) > 0 {
+			s.reject(tx, req, 420, "unsupported Require", sip.NewHeader("Unsupported", strings.Join(u, ", ")))
+			return
+		}
+		var hdrs []sip.Header
+		se, st, why, hdrs = s.negotiateSE(req)
+		if st != 0 {
+			s.reject(tx, req, st, why, hdrs...)
+			return
+		}
+	}
+	if req.Method == sip.INVITE {
+		d.mu.Lock()
+		busy := d.inviteBusy
+		d.inviteBusy = true
+		d.mu.Unlock()
+		if busy {
+			s.reject(tx, req, 491, "re-INVITE while another INVITE is in progress")
+			return
+		}
+		defer func() { d.mu.Lock(); d.inviteBusy = false; d.mu.Unlock() }()
+	}
+	if req.Method == sip.INFO && len(body) == 0 {
+		// An empty INFO (keep-alive, or a Cisco CUP quirk): nothing to do.
+		if _, err := s.respond(tx, req, 200, "", nil); err != nil {
+			s.log.Debug().Err(err).Msg("200 to empty INFO not sent")
+		}
+		return
+	}
+	ctx, cancel := s.ctx()
+	rep := s.handler.InDialog(ctx, d, s.toRequest(req, body))
+	cancel()
+	if rep.Status == 0 {
+		rep.Status = 200
+	}
+	if rep.Status/100 != 2 || !refresh {
+		if _, err := s.respond(tx, req, rep.Status, rep.Reason, rep.Body); err != nil {
+			s.log.Debug().Err(err).Str("call_id", d.callID).Msg("response not sent")
+		}
+		if rep.End {
+			d.end(EndStale)
+		}
+		return
+	}
+	// A successful refresh: new interval, new remote target.
+	d.mu.Lock()
+	d.expires = se
+	if c := req.Contact(); c != nil {
+		d.remoteTarget = *c.Address.Clone()
+	}
+	var ack chan struct{}
+	if req.Method == sip.INVITE && d.transport == "udp" {
+		if d.ackWait != nil {
+			close(d.ackWait)
+		}
+		ack = make(chan struct{})
+		d.ackWait = ack
+	}
+	d.mu.Unlock()
+	d.armTimer()
+	res := s.build2xx(d, req, rep.Body)
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug().Err(err).Str("call_id", d.callID).Msg("refresh answer not sent")
+		return
+	}
+	if ack != nil {
+		go d.retransmit2xx(tx, res, ack)
+	}
+}
+
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if !s.trustedSource(req) {
+		s.reject(tx, req, 403, "source not in trusted_hosts")
+		return
+	}
+	if _, err := s.respond(tx, req, 200, "", nil, sip.NewHeader("Supported", "timer")); err != nil {
+		s.log.Debug().Err(err).Msg("200 to OPTIONS not sent")
+	}
+}
+
+// onCancel sees only CANCELs that matched no INVITE transaction (sipgo
+// answers the others itself, with 487 to the INVITE).
+func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
+	s.reject(tx, req, 481, "CANCEL for no pending INVITE")
+}
+
+func (s *Server) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
+	if req.IsAck() {
+		return
+	}
+	s.reject(tx, req, 405, "method not supported")
+}

@@ -1,0 +1,315 @@
+package sipstack
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/rs/zerolog"
+)
+
+// Server owns the SIP listeners and the dialogs.
+type Server struct {
+	cfg     Config
+	log     zerolog.Logger
+	handler Handler
+	trusted []netip.Prefix
+	tlsConf *tls.Config
+
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+
+	dialogs  sync.Map // key → *Dialog
+	draining atomic.Bool
+	stats    counters
+
+	mu       sync.Mutex
+	bound    []Listener
+	contacts map[string]sip.ContactHeader // per transport
+	closers  []io.Closer
+	wg       sync.WaitGroup
+}
+
+type counters struct {
+	infoSent, infoFailed atomic.Uint64
+	dialogs              atomic.Int64
+}
+
+// Stats are SIP-side counters for metrics.
+type Stats struct {
+	Dialogs    int64
+	InfoSent   uint64
+	InfoFailed uint64
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{Dialogs: s.stats.dialogs.Load(), InfoSent: s.stats.infoSent.Load(), InfoFailed: s.stats.infoFailed.Load()}
+}
+
+// sipgoLogOnce guards the process-wide sipgo settings.
+var sipgoLogOnce sync.Once
+
+// New builds a server; nothing listens until Start.
+func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate("sip"); err != nil {
+		return nil, err
+	}
+	trusted, _ := ParseTrusted(cfg.TrustedHosts)
+	s := &Server{cfg: cfg, log: log, handler: h, trusted: trusted, contacts: map[string]sip.ContactHeader{}}
+	for _, e := range cfg.Listen {
+		if l, _ := ParseListen(e); l.Network == "tls" {
+			t, err := cfg.TLS.serverConfig()
+			if err != nil {
+				return nil, fmt.Errorf("sip.tls: %w", err)
+			}
+			s.tlsConf = t
+			break
+		}
+	}
+	sipgoLogOnce.Do(func() {
+		zl := log.With().Str("component", "sipgo").Logger()
+		sip.SetDefaultLogger(slog.New(zerolog.NewSlogHandler(zl)))
+	})
+	// sipgo refuses UDP writes above UDPMTUSize−200; see DefaultUDPMaxMessage.
+	sip.UDPMTUSize = cfg.UDPMaxMessage + 200
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("cstagw"))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		return nil, err
+	}
+	client, err := sipgo.NewClient(ua)
+	if err != nil {
+		return nil, err
+	}
+	s.ua, s.srv, s.client = ua, srv, client
+	srv.OnInvite(s.onInvite)
+	srv.OnAck(s.onAck)
+	srv.OnBye(s.onBye)
+	srv.OnInfo(s.onInDialog)
+	srv.OnUpdate(s.onInDialog)
+	srv.OnOptions(s.onOptions)
+	srv.OnCancel(s.onCancel)
+	srv.OnNoRoute(s.onNoRoute)
+	return s, nil
+}
+
+// Start binds every listener (port 0 picks one; Addr reads it back) and
+// serves them.
+func (s *Server) Start() error {
+	for _, e := range s.cfg.Listen {
+		l, _ := ParseListen(e)
+		var bound string
+		switch l.Network {
+		case "udp":
+			pc, err := net.ListenPacket("udp", l.Addr)
+			if err != nil {
+				s.Close()
+				return fmt.Errorf("sip.listen %s: %w", e, err)
+			}
+			bound = pc.LocalAddr().String()
+			s.serve(pc, func() error { return s.srv.ServeUDP(pc) })
+		case "tcp", "tls":
+			ln, err := net.Listen("tcp", l.Addr)
+			if err != nil {
+				s.Close()
+				return fmt.Errorf("sip.listen %s: %w", e, err)
+			}
+			bound = ln.Addr().String()
+			if l.Network == "tls" {
+				tln := tls.NewListener(ln, s.tlsConf)
+				s.serve(tln, func() error { return s.srv.ServeTLS(tln) })
+			} else {
+				s.serve(ln, func() error { return s.srv.ServeTCP(ln) })
+			}
+		}
+		s.mu.Lock()
+		s.bound = append(s.bound, Listener{Network: l.Network, Addr: bound})
+		if _, ok := s.contacts[l.Network]; !ok {
+			s.contacts[l.Network] = s.contactFor(l.Network, bound)
+		}
+		s.mu.Unlock()
+		s.log.Info().Str("transport", l.Network).Str("addr", bound).Msg("SIP listening")
+	}
+	return nil
+}
+
+func (s *Server) serve(c io.Closer, fn func() error) {
+	s.mu.Lock()
+	s.closers = append(s.closers, c)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Debug().Err(err).Msg("SIP listener stopped")
+		}
+	}()
+}
+
+func (s *Server) contactFor(network, bound string) sip.ContactHeader {
+	host, portStr, _ := net.SplitHostPort(bound)
+	port, _ := strconv.Atoi(portStr)
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if s.cfg.Advertise != "" {
+			host = s.cfg.Advertise
+			if h, p, err := net.SplitHostPort(s.cfg.Advertise); err == nil {
+				host = h
+				port, _ = strconv.Atoi(p)
+			}
+		}
+	}
+	uri := sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.NewParams()}
+	if network == "tls" {
+		uri.Scheme = "sips"
+	}
+	if network != "udp" {
+		uri.UriParams.Add("transport", network)
+	}
+	return sip.ContactHeader{Address: uri}
+}
+
+// Addr returns the bound address of the first listener of a transport.
+func (s *Server) Addr(network string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.bound {
+		if l.Network == network {
+			return l.Addr
+		}
+	}
+	return ""
+}
+
+// Drain makes new INVITEs get 503 from now on.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Dialogs calls fn for every established dialog.
+func (s *Server) Dialogs(fn func(d *Dialog)) {
+	s.dialogs.Range(func(_, v any) bool {
+		fn(v.(*Dialog))
+		return true
+	})
+}
+
+// Close stops listening and closes the transports. Dialogs still open are
+// ended with EndShutdown (no BYE: send those first with Dialog.Bye).
+func (s *Server) Close() {
+	s.draining.Store(true)
+	s.Dialogs(func(d *Dialog) { d.end(EndShutdown) })
+	s.mu.Lock()
+	closers := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	for _, c := range closers {
+		_ = c.Close()
+	}
+	_ = s.srv.Close()
+	_ = s.ua.Close()
+	s.wg.Wait()
+}
+
+// trustedSource reports whether the request's sender may talk to us.
+func (s *Server) trustedSource(req *sip.Request) bool {
+	if len(s.trusted) == 0 {
+		return true
+	}
+	host, _, err := net.SplitHostPort(req.Source())
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// identity is the user the request speaks for.
+func (s *Server) identity(req *sip.Request) string {
+	if len(s.trusted) > 0 {
+		if h := req.GetHeader("P-Asserted-Identity"); h != nil {
+			if u := uriOf(h.Value()); u != "" {
+				return u
+			}
+		}
+	}
+	if f := req.From(); f != nil {
+		return addrOf(&f.Address)
+	}
+	return ""
+}
+
+// uriOf extracts the first URI of a name-addr header value.
+func uriOf(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, ','); i >= 0 && !strings.Contains(v[:i], "<") {
+		v = v[:i]
+	}
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			v = v[i+1 : i+j]
+		}
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(v, &u); err != nil {
+		return ""
+	}
+	return addrOf(&u)
+}
+
+// addrOf renders scheme:user@host, the form the directory uses.
+func addrOf(u *sip.Uri) string {
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = "sip"
+	}
+	if u.User == "" {
+		return scheme + ":" + u.Host
+	}
+	return scheme + ":" + u.User + "@" + u.Host
+}
+
+func (s *Server) toRequest(req *sip.Request, body []byte) *Request {
+	r := &Request{
+		Method:    string(req.Method),
+		Body:      body,
+		Identity:  s.identity(req),
+		Source:    req.Source(),
+		Transport: strings.ToLower(req.Transport()),
+		Raw:       req,
+	}
+	if c := req.CallID(); c != nil {
+		r.CallID = string(*c)
+	}
+	r.RequestUser = req.Recipient.User
+	return r
+}
+
+func (s *Server) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.cfg.HandlerTimeout)
+}
+

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test cstagw has: it first installs what the tests need when it is
+# missing (Go modules; sipp from Debian's sip-tester and kamailio, via apt-get),
+# then runs go vet and the Go unit, integration and end-to-end tests (the sipp
+# and Kamailio scenarios are driven from Go tests under test/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test/all.sh: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+go mod download
+go vet ./...
+go test -race -count=1 -timeout 12m ./...

@@ -1,0 +1,155 @@
+package ctisim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cstagw/cstagw/csta"
+)
+
+// Control actions: what a person at a phone (or the network behind the
+// trunk) does. They go through the same switching operations as CSTA
+// requests, so monitors see exactly the events a request would produce.
+
+// Errors of the control actions; the HTTP API maps them to 404, 400, 409
+// and 503.
+var (
+	ErrNotFound = errors.New("ctisim: not found")
+	ErrInvalid  = errors.New("ctisim: invalid request")
+	ErrConflict = errors.New("ctisim: wrong state")
+	ErrClosed   = errors.New("ctisim: closed")
+)
+
+// placeCall starts a call from a station (as if its user dialled) or from
+// an external party through the trunk (an incoming call).
+func (sw *Switch) placeCall(from, to string) (string, error) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return "", ErrClosed
+	}
+	num := sw.cfg.num
+	fID, fStation, err := num.identify(from)
+	if err != nil {
+		return "", fmt.Errorf("%w: from %q is not a number", ErrInvalid, from)
+	}
+	tID, tStation, err := num.dialled(to)
+	if err != nil {
+		return "", fmt.Errorf("%w: to %q is not a number", ErrInvalid, to)
+	}
+	if !fStation && !tStation {
+		return "", fmt.Errorf("%w: %s and %s are both external; one side must be a station", ErrInvalid, fID, tID)
+	}
+	if fID == tID {
+		return "", fmt.Errorf("%w: %s calls itself", ErrInvalid, fID)
+	}
+	o := &op{sw: sw}
+	if fStation {
+		a := sw.device(fID, true)
+		if a.busy() {
+			sw.tidy(a)
+			return "", fmt.Errorf("%w: %s is busy", ErrConflict, fID)
+		}
+		c := o.originate(a, tID, tStation, causeNewCall, func(*call) *csta.Message { return nil })
+		return c.id, nil
+	}
+	c := sw.newCall(fID, tID)
+	ce := sw.attach(c, sw.device(fID, false), stConnected)
+	c.origin = ce
+	o.route(c, tID, tStation, causeNewCall)
+	return c.id, nil
+}
+
+// actionConn finds the connection a control action names: the device's
+// connection in the call, or with no device the one alerting connection.
+func (sw *Switch) actionConn(callID, device string) (*connection, error) {
+	c := sw.calls[callID]
+	if c == nil {
+		return nil, fmt.Errorf("%w: no call %q", ErrNotFound, callID)
+	}
+	o := &op{sw: sw}
+	if device == "" {
+		for _, cn := range c.conns {
+			if cn.state == stAlerting {
+				return cn, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: nothing is alerting in call %s", ErrConflict, callID)
+	}
+	cn := o.findConn(c, device)
+	if cn == nil {
+		return nil, fmt.Errorf("%w: %q has no connection in call %s", ErrNotFound, device, callID)
+	}
+	return cn, nil
+}
+
+// answer makes an alerting party (station or external) answer.
+func (sw *Switch) answerAction(callID, device string) error {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return ErrClosed
+	}
+	cn, err := sw.actionConn(callID, device)
+	if err != nil {
+		return err
+	}
+	if cn.state != stAlerting {
+		return fmt.Errorf("%w: %s is %s in call %s, not alerting", ErrConflict, cn.dev.id, cn.state, callID)
+	}
+	if cn.dev.station {
+		if other := cn.dev.talking(cn); other != nil {
+			return fmt.Errorf("%w: %s is %s in call %s", ErrConflict, cn.dev.id, other.state, other.call.id)
+		}
+	}
+	(&op{sw: sw}).answer(cn)
+	return nil
+}
+
+// rejectAction makes an alerting party refuse the call as busy: its
+// connection clears (cause busy) and the caller's connection fails.
+func (sw *Switch) rejectAction(callID, device string) error {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return ErrClosed
+	}
+	cn, err := sw.actionConn(callID, device)
+	if err != nil {
+		return err
+	}
+	if cn.state != stAlerting {
+		return fmt.Errorf("%w: %s is %s in call %s, not alerting", ErrConflict, cn.dev.id, cn.state, callID)
+	}
+	o := &op{sw: sw}
+	c, d := cn.call, cn.dev
+	sw.detach(cn)
+	o.emit(c, evCleared(c, d, causeBusy), d)
+	o.fail(c, d, causeBusy)
+	return nil
+}
+
+// hangupAction clears a party's connection, or with no device the whole
+// call.
+func (sw *Switch) hangupAction(callID, device string) error {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return ErrClosed
+	}
+	o := &op{sw: sw}
+	if device == "" {
+		c := sw.calls[callID]
+		if c == nil {
+			return fmt.Errorf("%w: no call %q", ErrNotFound, callID)
+		}
+		o.clearWholeCall(c)
+		return nil
+	}
+	cn, err := sw.actionConn(callID, device)
+	if err != nil {
+		return err
+	}
+	o.clear(cn, causeNormalClearing)
+	return nil
+}
