@@ -102,6 +102,10 @@ type xnode struct {
 	pieces uint8 // text segments joined into text so far, beyond the first
 }
 
+// maxNSBindings bounds the namespace declarations in scope at once: lookup
+// is linear in them, and no real document needs more than a handful.
+const maxNSBindings = 64
+
 type nsBind struct {
 	prefix, uri string
 	depth       int
@@ -120,7 +124,7 @@ var xdocPool = sync.Pool{New: func() any { return &xdoc{nodes: make([]xnode, 0, 
 func getDoc() *xdoc { return xdocPool.Get().(*xdoc) }
 
 func putDoc(d *xdoc) {
-	if cap(d.nodes) > 4096 {
+	if cap(d.nodes) > 4096 || cap(d.binds) > maxNSBindings {
 		return // do not keep the memory of a huge document around
 	}
 	d.src = ""
@@ -341,6 +345,9 @@ func (d *xdoc) startTag(i int, parent int32, depth int) (next int, selfClose boo
 			prefix := ""
 			if len(attr) > 5 {
 				prefix = attr[6:]
+			}
+			if len(d.binds) >= maxNSBindings {
+				return 0, false, d.fail(ErrTooManyElements, k2, "more than %d namespace declarations in scope", maxNSBindings)
 			}
 			d.binds = append(d.binds, nsBind{prefix: prefix, uri: v, depth: depth})
 		}

@@ -46,6 +46,16 @@ type Reply struct {
 	// End ends the dialog after this reply without sending BYE (a stale
 	// session answered 481).
 	End bool
+	// Sent, when set, is called once the response has been handed to the
+	// transport (or failed to be): the gateway holds back the events a
+	// request caused until its response is on the wire.
+	Sent func()
+}
+
+func (r Reply) sent() {
+	if r.Sent != nil {
+		r.Sent()
+	}
 }
 
 // EndReason says why a dialog ended.

@@ -238,6 +238,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := s.ctx()
 	rep := s.handler.Invite(ctx, d, s.toRequest(req, body))
 	cancel()
+	defer rep.sent()
 	if rep.Status/100 != 2 {
 		var extra []sip.Header
 		if rep.Status == 503 {
@@ -470,6 +471,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := s.ctx()
 	rep := s.handler.InDialog(ctx, d, s.toRequest(req, body))
 	cancel()
+	defer rep.sent()
 	if rep.Status == 0 {
 		rep.Status = 200
 	}

@@ -18,7 +18,7 @@ const (
 	DefaultMaxSessionDuration = 300 * time.Second
 	DefaultRingTime           = 5 * time.Second
 	DefaultRingCount          = 4
-	DefaultQueueSize          = 1024
+	DefaultQueueSize          = 8192
 	DefaultWriteTimeout       = 10 * time.Second
 	DefaultMaxConference      = 6
 	DefaultMaxDiversions      = 5
@@ -79,7 +79,7 @@ type Config struct {
 	MaxFrame int
 
 	// QueueSize is the number of frames a connection may have waiting to be
-	// written; a client that lets it fill up is disconnected. Default 1024.
+	// written; a client that lets it fill up is disconnected. Default 8192.
 	QueueSize int
 	// WriteTimeout bounds one write to a client. Default 10 s.
 	WriteTimeout time.Duration

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,6 +43,21 @@ func (s *Sim) controlHandler() http.Handler {
 	mux.HandleFunc("POST /nodes/{i}/fault", s.httpSetFault)
 	mux.HandleFunc("DELETE /nodes/{i}/fault", s.httpClearFault)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// Nothing matched method and path: 405 if the path exists with
+		// another method, else 404, both as JSON.
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			r2 := r.Clone(r.Context())
+			r2.Method = m
+			if _, pattern := mux.Handler(r2); pattern != "/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return mux

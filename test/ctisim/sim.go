@@ -1,6 +1,7 @@
 package ctisim
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -188,6 +189,10 @@ func (s *Sim) Close() error {
 		n.dropAll("simulator closed")
 	}
 	if s.ctlSrv != nil {
+		// Let handlers in progress finish (they are short), then cut.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.ctlSrv.Shutdown(ctx)
+		cancel()
 		_ = s.ctlSrv.Close()
 	}
 	s.sw.close()

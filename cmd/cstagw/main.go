@@ -1,0 +1,76 @@
+// Command cstagw is the SIP/CSTA remote call control gateway.
+//
+//	cstagw -config FILE          run with a configuration
+//	cstagw -config FILE -check   validate a configuration and exit
+//	cstagw                       run the demo: an embedded simulated PBX
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cstagw/cstagw/gateway"
+)
+
+func main() {
+	configPath := flag.String("config", "", "configuration file (YAML); none runs the demo")
+	check := flag.Bool("check", false, "validate the configuration and exit")
+	flag.Parse()
+
+	if *check {
+		if *configPath == "" {
+			fmt.Fprintln(os.Stderr, "cstagw: -check needs -config FILE")
+			os.Exit(2)
+		}
+		if _, err := gateway.LoadConfig(*configPath); err != nil {
+			fmt.Fprintf(os.Stderr, "cstagw: %s is not valid:\n%v\n", *configPath, err)
+			os.Exit(1)
+		}
+		fmt.Printf("cstagw: %s is valid\n", *configPath)
+		return
+	}
+
+	var (
+		cfg  gateway.Config
+		demo *demoEnv
+		err  error
+	)
+	if *configPath == "" {
+		demo, err = startDemo()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cstagw: demo: %v\n", err)
+			os.Exit(1)
+		}
+		defer demo.Close()
+		cfg = demo.cfg
+	} else if cfg, err = gateway.LoadConfig(*configPath); err != nil {
+		fmt.Fprintf(os.Stderr, "cstagw: %s is not valid:\n%v\n", *configPath, err)
+		os.Exit(1)
+	}
+
+	log := gateway.NewLogger(cfg.Log, os.Stderr)
+	g, err := gateway.New(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cstagw: %v\n", err)
+		os.Exit(1)
+	}
+	if err := g.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "cstagw: %v\n", err)
+		os.Exit(1)
+	}
+	if demo != nil {
+		demo.printHelp(g)
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	log.Info().Str("signal", s.String()).Msg("shutting down: 503 to new INVITEs, BYE to sessions, StopApplicationSession")
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
+	defer cancel()
+	g.Shutdown(ctx)
+}

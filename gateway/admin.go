@@ -1,0 +1,154 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cstagw/cstagw/ctipool"
+)
+
+// LinkStatus is one link in /status.
+type LinkStatus struct {
+	Name             string        `json:"name"`
+	Address          string        `json:"address"`
+	State            ctipool.State `json:"state"`
+	Generation       uint64        `json:"generation"`
+	Sessions         int           `json:"sessions"`
+	Since            time.Time     `json:"since"`
+	HeartbeatAgeMs   int64         `json:"heartbeat_age_ms"`
+	HeartbeatRTTMs   float64       `json:"heartbeat_rtt_ms"`
+	MissedBeats      int           `json:"missed_beats"`
+	Reconnects       uint64        `json:"reconnects"`
+	ConsecutiveFails uint64        `json:"consecutive_failures"`
+	Outstanding      int           `json:"outstanding"`
+	Monitors         int           `json:"monitors"`
+	Namespace        string        `json:"namespace,omitempty"`
+	LastError        string        `json:"last_error,omitempty"`
+}
+
+// Status is the /status document.
+type Status struct {
+	Links    []LinkStatus `json:"links"`
+	Sessions int          `json:"sessions"`
+	Dialogs  int64        `json:"sip_dialogs"`
+	Draining bool         `json:"draining"`
+	Uptime   string       `json:"uptime"`
+}
+
+// Status returns the gateway's status.
+func (g *Gateway) Status() Status {
+	st := Status{Draining: g.draining.Load(), Uptime: time.Since(g.started).Round(time.Second).String()}
+	g.mu.Lock()
+	st.Sessions = len(g.sessions)
+	per := map[string]int{}
+	for l, ss := range g.byLink {
+		per[l.Name()] = len(ss)
+	}
+	g.mu.Unlock()
+	st.Dialogs = g.sip.Stats().Dialogs
+	for _, h := range g.pool.Health() {
+		ls := LinkStatus{
+			Name: h.Name, Address: h.Address, State: h.State, Generation: h.Generation, Sessions: per[h.Name],
+			Since: h.Since, HeartbeatRTTMs: float64(h.RTT) / 1e6, MissedBeats: h.MissedBeats, Reconnects: h.Reconnects,
+			ConsecutiveFails: h.Failures, Outstanding: h.Outstanding, Monitors: h.Monitors, Namespace: h.Namespace,
+			LastError: h.LastError,
+		}
+		if !h.LastRx.IsZero() {
+			ls.HeartbeatAgeMs = time.Since(h.LastRx).Milliseconds()
+		}
+		st.Links = append(st.Links, ls)
+	}
+	return st
+}
+
+func (g *Gateway) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		switch {
+		case g.draining.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "draining")
+		case !g.pool.AnyUp():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "no CTI link up")
+		default:
+			fmt.Fprintln(w, "ready")
+		}
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(g.Status())
+	})
+	mux.HandleFunc("GET /metrics", g.serveMetrics)
+	return mux
+}
+
+func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	m := g.metrics
+	st := g.Status()
+	writeGauge(w, "cstagw_sessions", "RCC sessions open.", float64(st.Sessions))
+	writeCounter(w, "cstagw_sessions_opened_total", "RCC sessions placed.", m.sessionsOpened.Load())
+	m.sessionsClosed.write(w)
+	m.requests.write(w)
+	m.badRequests.write(w)
+	m.refusals.write(w)
+	writeCounter(w, "cstagw_events_received_total", "CSTA events received from the CTI links.", m.eventsIn.Load())
+	writeCounter(w, "cstagw_events_sent_total", "CSTA events sent to clients (INFO).", m.eventsOut.Load())
+	writeCounter(w, "cstagw_slow_clients_total", "Sessions closed because their event queue overflowed.", m.slowClients.Load())
+	writeCounter(w, "cstagw_event_send_failures_total", "Event INFOs that could not be written.", m.sendFailed.Load())
+	writeCounter(w, "cstagw_stale_481_total", "481 answers to stale sessions after a link reconnect.", m.stale481.Load())
+	writeGauge(w, "cstagw_monitors", "Northbound monitors open.", float64(m.monitors.Load()))
+	ss := g.sip.Stats()
+	writeGauge(w, "cstagw_sip_dialogs", "SIP dialogs established.", float64(ss.Dialogs))
+	writeCounter(w, "cstagw_sip_info_sent_total", "In-dialog INFO requests sent.", ss.InfoSent)
+	writeCounter(w, "cstagw_sip_info_failed_total", "In-dialog INFO requests that could not be sent.", ss.InfoFailed)
+	m.linkChanges.write(w)
+	fmt.Fprintf(w, "# HELP cstagw_link_up Whether a CTI link is up.\n# TYPE cstagw_link_up gauge\n")
+	for _, l := range st.Links {
+		up := 0
+		if l.State == ctipool.StateUp {
+			up = 1
+		}
+		fmt.Fprintf(w, "cstagw_link_up{link=%q} %d\n", l.Name, up)
+	}
+	fmt.Fprintf(w, "# HELP cstagw_link_state CTI link state (1 for the current one).\n# TYPE cstagw_link_state gauge\n")
+	for _, l := range st.Links {
+		for _, s := range []ctipool.State{ctipool.StateConnecting, ctipool.StateUp, ctipool.StateDown, ctipool.StateHoldoff} {
+			v := 0
+			if l.State == s {
+				v = 1
+			}
+			fmt.Fprintf(w, "cstagw_link_state{link=%q,state=%q} %d\n", l.Name, s.String(), v)
+		}
+	}
+	fmt.Fprintf(w, "# HELP cstagw_link_generation CTI link generation (successful connections).\n# TYPE cstagw_link_generation gauge\n")
+	for _, l := range st.Links {
+		fmt.Fprintf(w, "cstagw_link_generation{link=%q} %d\n", l.Name, l.Generation)
+	}
+	fmt.Fprintf(w, "# HELP cstagw_link_heartbeat_rtt_seconds Last heartbeat round trip.\n# TYPE cstagw_link_heartbeat_rtt_seconds gauge\n")
+	for _, l := range st.Links {
+		fmt.Fprintf(w, "cstagw_link_heartbeat_rtt_seconds{link=%q} %g\n", l.Name, l.HeartbeatRTTMs/1000)
+	}
+	fmt.Fprintf(w, "# HELP cstagw_link_reconnects_total Reconnections of a CTI link.\n# TYPE cstagw_link_reconnects_total counter\n")
+	for _, l := range st.Links {
+		fmt.Fprintf(w, "cstagw_link_reconnects_total{link=%q} %d\n", l.Name, l.Reconnects)
+	}
+	fmt.Fprintf(w, "# HELP cstagw_link_sessions Sessions pinned to a CTI link.\n# TYPE cstagw_link_sessions gauge\n")
+	for _, l := range st.Links {
+		fmt.Fprintf(w, "cstagw_link_sessions{link=%q} %d\n", l.Name, l.Sessions)
+	}
+	fmt.Fprintf(w, "# HELP cstagw_link_outstanding CTI requests awaiting an answer.\n# TYPE cstagw_link_outstanding gauge\n")
+	for _, l := range st.Links {
+		fmt.Fprintf(w, "cstagw_link_outstanding{link=%q} %d\n", l.Name, l.Outstanding)
+	}
+}

@@ -1,0 +1,405 @@
+// Package gateway is cstagw's RCC core: it places client sessions on CTI
+// links, checks every device a client names against the directory,
+// translates CSTA both ways, fans events out to the sessions monitoring a
+// device, and applies the failure policy (resourceOutOfService while a link
+// is down, 481 to stale sessions after it comes back).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cstagw/cstagw/csta"
+	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/sipstack"
+)
+
+// Gateway ties the SIP side and the CTI pool together.
+type Gateway struct {
+	cfg     Config
+	log     zerolog.Logger
+	dir     *Directory
+	num     *numbering
+	limits  csta.Limits
+	pool    *ctipool.Pool
+	sip     *sipstack.Server
+	metrics *metrics
+	ghosts  *ghostBook
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	byLink   map[*ctipool.Link]map[*Session]struct{}
+	perUser  map[string]int
+	watches  map[watchKey]*deviceWatch
+
+	admin     *http.Server
+	adminAddr string
+	draining  atomic.Bool
+	started   time.Time
+}
+
+// New builds a gateway from a validated configuration.
+func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dir, err := NewDirectory(cfg.Directory)
+	if err != nil {
+		return nil, err
+	}
+	num, err := newNumbering(cfg.Numbering)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:      cfg,
+		log:      log,
+		dir:      dir,
+		num:      num,
+		limits:   csta.Limits{MaxBytes: cfg.SIP.MaxBodyBytes},
+		metrics:  newMetrics(),
+		ghosts:   newGhostBook(time.Hour, 100000),
+		sessions: map[string]*Session{},
+		byLink:   map[*ctipool.Link]map[*Session]struct{}{},
+		perUser:  map[string]int{},
+		watches:  map[watchKey]*deviceWatch{},
+	}
+	g.pool, err = ctipool.New(cfg.CTI, ctipool.Options{Logger: log, OnState: g.onLinkState, OnResync: g.onResync})
+	if err != nil {
+		return nil, err
+	}
+	g.sip, err = sipstack.New(cfg.SIP, g, log)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Start dials the CTI links, opens the SIP listeners and the admin HTTP.
+func (g *Gateway) Start() error {
+	g.started = time.Now()
+	g.pool.Start()
+	if err := g.sip.Start(); err != nil {
+		g.pool.Close()
+		return err
+	}
+	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
+		ln, err := net.Listen("tcp", g.cfg.Admin.Listen)
+		if err != nil {
+			g.sip.Close()
+			g.pool.Close()
+			return err
+		}
+		g.adminAddr = ln.Addr().String()
+		g.admin = &http.Server{Handler: g.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := g.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error().Err(err).Msg("admin HTTP stopped")
+			}
+		}()
+		g.log.Info().Str("addr", g.adminAddr).Msg("admin HTTP listening")
+	}
+	return nil
+}
+
+// SIPAddr returns the bound SIP address of a transport (udp, tcp, tls).
+func (g *Gateway) SIPAddr(network string) string { return g.sip.Addr(network) }
+
+// AdminAddr returns the bound admin HTTP address.
+func (g *Gateway) AdminAddr() string { return g.adminAddr }
+
+// Pool exposes the CTI pool (tests, status).
+func (g *Gateway) Pool() *ctipool.Pool { return g.pool }
+
+// Shutdown drains: new INVITEs get 503, every session gets BYE, the CTI
+// application sessions are stopped, listeners close.
+func (g *Gateway) Shutdown(ctx context.Context) {
+	g.draining.Store(true)
+	g.sip.Drain()
+	g.mu.Lock()
+	all := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	g.mu.Unlock()
+	for _, s := range all {
+		s.close(CloseShutdown, true)
+	}
+	// Give the BYEs a moment on the wire.
+	t := time.NewTimer(minDuration(g.cfg.Gateway.ShutdownGrace, 500*time.Millisecond))
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	g.pool.Close()
+	g.sip.Close()
+	if g.admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = g.admin.Shutdown(sctx)
+		cancel()
+	}
+}
+
+func minDuration(a, b time.Duration) time.Duration {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// Sessions returns the number of live sessions.
+func (g *Gateway) Sessions() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sessions)
+}
+
+// Invite implements sipstack.Handler: a client signs in.
+func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.Request) sipstack.Reply {
+	log := g.log.With().Str("call_id", req.CallID).Str("user", req.Identity).Logger()
+	m, err := csta.DecodeLimits(req.Body, g.limits)
+	if err != nil {
+		return g.badBody(req, err)
+	}
+	lineText := m.Line
+	if lineText == "" {
+		lineText = req.RequestUser
+	}
+	lines := g.dir.Lines(req.Identity)
+	if lines == nil {
+		g.metrics.refusals.With("user").Inc()
+		log.Warn().Msg("INVITE from a user not in the directory: 403")
+		return sipstack.Reply{Status: 403, Reason: "Unknown user"}
+	}
+	line, err := findLine(lines, lineText)
+	if err != nil {
+		g.metrics.refusals.With("line").Inc()
+		log.Warn().Str("line", trunc(lineText)).Err(err).Msg("INVITE for a line the user may not control: 403")
+		return sipstack.Reply{Status: 403, Reason: "Line not permitted"}
+	}
+	if g.draining.Load() {
+		return sipstack.Reply{Status: 503, RetryAfter: g.cfg.SIP.RetryAfter}
+	}
+	g.mu.Lock()
+	total, mine := len(g.sessions), g.perUser[normUser(req.Identity)]
+	g.mu.Unlock()
+	if total >= g.cfg.Gateway.MaxSessions || mine >= g.cfg.Gateway.MaxSessionsPerUser {
+		g.metrics.refusals.With("session_limit").Inc()
+		log.Warn().Int("sessions", total).Int("user_sessions", mine).Msg("session limit reached: 503")
+		return sipstack.Reply{Status: 503, RetryAfter: g.cfg.SIP.RetryAfter}
+	}
+	link, err := g.pool.Place()
+	if err != nil {
+		g.metrics.refusals.With("no_link").Inc()
+		log.Warn().Err(err).Msg("no CTI link up: 503")
+		return sipstack.Reply{Status: 503, RetryAfter: g.cfg.SIP.RetryAfter}
+	}
+	s := &Session{
+		g:        g,
+		id:       newSessionID(),
+		dlg:      d,
+		user:     normUser(req.Identity),
+		lines:    lines,
+		line:     line,
+		lineText: lineText,
+		link:     link,
+		gen:      link.Generation(),
+		created:  time.Now(),
+		inbox:    make(chan item, g.cfg.Gateway.EventQueue+8),
+		done:     make(chan struct{}),
+		monitors: map[string]*monitorRef{},
+	}
+	s.log = g.log.With().Str("session", s.id).Str("call_id", req.CallID).Str("link", link.Name()).Logger()
+	g.mu.Lock()
+	g.sessions[s.id] = s
+	if g.byLink[link] == nil {
+		g.byLink[link] = map[*Session]struct{}{}
+	}
+	g.byLink[link][s] = struct{}{}
+	g.perUser[s.user]++
+	g.mu.Unlock()
+	d.SetOwner(s)
+	go s.run()
+	g.metrics.sessionsOpened.Inc()
+	s.log.Info().Str("user", s.user).Str("line", line.URI).Uint64("generation", s.gen).Msg("session placed")
+	body, _ := csta.Encode(&csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: "normal"}, csta.NSEd3)
+	return sipstack.Reply{Status: 200, Body: body}
+}
+
+// InDialog implements sipstack.Handler: INFO, re-INVITE, UPDATE.
+func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstack.Request) sipstack.Reply {
+	s, _ := d.Owner().(*Session)
+	if s == nil {
+		return sipstack.Reply{Status: 481, End: true}
+	}
+	reply := make(chan sipstack.Reply, 1)
+	select {
+	case s.inbox <- item{kind: itemRequest, req: req, reply: reply}:
+	case <-s.done:
+		return sipstack.Reply{Status: 481, End: true}
+	case <-ctx.Done():
+		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	}
+	select {
+	case r := <-reply:
+		return r
+	case <-s.done:
+		return sipstack.Reply{Status: 481, End: true}
+	case <-ctx.Done():
+		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	}
+}
+
+// Ended implements sipstack.Handler.
+func (g *Gateway) Ended(d *sipstack.Dialog, reason sipstack.EndReason) {
+	s, _ := d.Owner().(*Session)
+	if s == nil {
+		return
+	}
+	switch reason {
+	case sipstack.EndClientBye:
+		s.close(CloseClientBye, false)
+	case sipstack.EndExpired:
+		s.close(CloseExpired, false)
+	default:
+		s.close(CloseSIP, false)
+	}
+}
+
+// forget removes a closed session from the tables, remembering the calls
+// its client was shown so a replacement session can clear the ones that
+// are gone.
+func (g *Gateway) forget(s *Session, mons map[string]*monitorRef) {
+	g.mu.Lock()
+	delete(g.sessions, s.id)
+	if m := g.byLink[s.link]; m != nil {
+		delete(m, s)
+	}
+	if g.perUser[s.user]--; g.perUser[s.user] <= 0 {
+		delete(g.perUser, s.user)
+	}
+	g.mu.Unlock()
+	if s.reason == CloseClientBye {
+		return
+	}
+	for _, m := range mons {
+		if m.w != nil {
+			g.ghosts.put(s.user, m.line.Device, m.w.callIDs())
+		}
+	}
+}
+
+// onLinkState is told every link state change by the pool.
+func (g *Gateway) onLinkState(ls ctipool.LinkState) {
+	g.metrics.linkChanges.With(ls.Name, ls.State.String()).Inc()
+	link := g.pool.Link(ls.Name)
+	g.mu.Lock()
+	var affected []*Session
+	for s := range g.byLink[link] {
+		affected = append(affected, s)
+	}
+	g.mu.Unlock()
+	if ls.State == ctipool.StateUp || ls.State == ctipool.StateDown {
+		g.log.Info().Str("link", ls.Name).Str("state", ls.State.String()).Uint64("generation", ls.Generation).
+			Int("sessions", len(affected)).AnErr("cause", ls.Err).Msg("CTI link state")
+	}
+	for _, s := range affected {
+		s.deliver(item{kind: itemLink, link: ls})
+	}
+}
+
+// onResync: the switch lost messages; the call tables of that link
+// generation may be wrong. Re-snapshot every watched device.
+func (g *Gateway) onResync(link *ctipool.Link, gen uint64) {
+	g.mu.Lock()
+	var ws []*deviceWatch
+	for k, w := range g.watches {
+		if k.link == link && k.gen == gen {
+			ws = append(ws, w)
+		}
+	}
+	g.mu.Unlock()
+	go func() {
+		for _, w := range ws {
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CTI.RequestTimeout)
+			items, err := link.Snapshot(ctx, gen, w.key.device)
+			cancel()
+			if err != nil {
+				continue
+			}
+			w.mu.Lock()
+			live := map[string]bool{}
+			for _, it := range items {
+				live[it.Connection.CallID] = true
+				if e := w.calls[it.Connection.CallID]; e != nil {
+					e.state = it.LocalCallState
+				} else if it.LocalCallState != "" && it.LocalCallState != "null" {
+					w.seq++
+					w.calls[it.Connection.CallID] = &callEntry{state: it.LocalCallState, seq: w.seq}
+				}
+			}
+			for id := range w.calls {
+				if !live[id] {
+					delete(w.calls, id)
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+}
+
+// ghostBook remembers, per user and line, the calls a closed session's
+// client was shown, for a while.
+type ghostBook struct {
+	ttl time.Duration
+	max int
+	mu  sync.Mutex
+	m   map[string]ghost
+}
+
+type ghost struct {
+	calls []string
+	at    time.Time
+}
+
+func newGhostBook(ttl time.Duration, max int) *ghostBook {
+	return &ghostBook{ttl: ttl, max: max, m: map[string]ghost{}}
+}
+
+func (b *ghostBook) put(user, device string, calls []string) {
+	if len(calls) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.m) >= b.max {
+		now := time.Now()
+		for k, v := range b.m {
+			if now.Sub(v.at) > b.ttl || len(b.m) >= b.max {
+				delete(b.m, k)
+			}
+		}
+	}
+	b.m[user+"\x00"+device] = ghost{calls: calls, at: time.Now()}
+}
+
+func (b *ghostBook) take(user, device string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := user + "\x00" + device
+	g, ok := b.m[k]
+	delete(b.m, k)
+	if !ok || time.Since(g.at) > b.ttl {
+		return nil
+	}
+	return g.calls
+}

@@ -1,0 +1,22 @@
+package gateway
+
+import (
+	"io"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// NewLogger builds the process logger from the log: section: zerolog JSON
+// lines by default, a console writer for humans.
+func NewLogger(cfg LogConfig, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(strings.ToLower(cfg.Level))
+	if err != nil || cfg.Level == "" {
+		level = zerolog.InfoLevel
+	}
+	if cfg.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}

@@ -1,0 +1,479 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cstagw/cstagw/csta"
+	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/sipstack"
+)
+
+// handle answers one in-dialog request (INFO, re-INVITE, UPDATE) on the
+// session goroutine. Replays to send once the response is out go to replay.
+func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Reply {
+	st := s.State()
+	if st == StateActive && s.link.Generation() != s.gen {
+		// The link came back under a new generation before we were told.
+		st = s.fire(evNewGen)
+	}
+	if st == StateStale {
+		s.g.metrics.stale481.Inc()
+		s.log.Info().Str("method", req.Method).Msg("stale session (link reconnected): 481, client must re-INVITE")
+		return sipstack.Reply{Status: 481, End: true}
+	}
+	if len(req.Body) == 0 {
+		// A bodiless UPDATE or re-INVITE: a plain refresh.
+		return sipstack.Reply{Status: 200}
+	}
+	m, err := csta.DecodeLimits(req.Body, s.g.limits)
+	if err != nil {
+		return s.g.badBody(req, err)
+	}
+	if req.Method != "INFO" && m.Kind != csta.KindRequestSystemStatus {
+		// A re-INVITE/UPDATE refresh carrying something else: answer the
+		// refresh, ignore the body.
+		return sipstack.Reply{Status: 200}
+	}
+	switch m.Class() {
+	case csta.ClassResponse, csta.ClassError, csta.ClassEvent:
+		// The client answering one of ours (a SystemStatusResponse...).
+		return sipstack.Reply{Status: 200}
+	}
+	if m.Kind == csta.KindSystemStatusResponse {
+		return sipstack.Reply{Status: 200}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CTI.RequestTimeout+s.g.cfg.CTI.RequestTimeout/2)
+	defer cancel()
+	resp, err := s.serve(ctx, m, replay)
+	service := m.Name
+	if m.Kind == csta.KindUnknown {
+		service = "unknown"
+	}
+	if err != nil {
+		code, ok := csta.CodeOf(err)
+		if !ok {
+			code = csta.CodeGeneric
+		}
+		s.g.metrics.requests.With(service, "csta_error").Inc()
+		s.log.Info().Str("service", service).Str("csta_error", code.String()).Err(err).Msg("request refused")
+		resp = csta.ErrorMessage(code)
+	} else {
+		s.g.metrics.requests.With(service, "ok").Inc()
+	}
+	body, eerr := csta.Encode(resp, csta.NSEd3)
+	if eerr != nil {
+		s.log.Error().Err(eerr).Msg("cannot encode response")
+		return sipstack.Reply{Status: 500}
+	}
+	return sipstack.Reply{Status: 200, Body: body}
+}
+
+// badBody maps an undecodable CSTA body to 400 or 413, logged once.
+func (g *Gateway) badBody(req *sipstack.Request, err error) sipstack.Reply {
+	status := 400
+	var xe *csta.XMLError
+	if errors.As(err, &xe) && xe.TooLarge() {
+		status = 413
+	}
+	g.metrics.badRequests.With(fmt.Sprint(status)).Inc()
+	g.log.Info().Str("call_id", req.CallID).Str("method", req.Method).Int("status", status).Err(err).Msg("CSTA body refused")
+	return sipstack.Reply{Status: status}
+}
+
+// errLinkDown answers a PBX-bound request while the link is down.
+var errLinkDown = csta.NewError(csta.CodeResourceOutOfService, "CTI link down")
+
+// serve runs one CSTA request and returns the response to send.
+func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replayed) (*csta.Message, error) {
+	switch m.Kind {
+	case csta.KindRequestSystemStatus:
+		status := "normal"
+		if s.State() != StateActive || !s.link.Up() {
+			status = "disabled"
+		}
+		return &csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: status}, nil
+	case csta.KindGetCSTAFeatures:
+		return features(), nil
+	case csta.KindMonitorStop:
+		return s.monitorStop(m)
+	case csta.KindUnknown:
+		return nil, csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
+	}
+	if m.Kind.Class() != csta.ClassRequest || !supported[m.Kind] {
+		return nil, csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
+	}
+	// Everything below needs the PBX.
+	if s.State() != StateActive || !s.link.Up() {
+		return nil, errLinkDown
+	}
+	if m.Kind == csta.KindMonitorStart {
+		return s.monitorStart(ctx, m, replay)
+	}
+	south, lineOf, err := s.toSouth(m)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.link.DoGen(ctx, s.gen, south)
+	if err != nil {
+		if errors.Is(err, ctipool.ErrStaleGeneration) {
+			s.fire(evNewGen)
+		}
+		return nil, err
+	}
+	return s.toNorth(m, resp, lineOf), nil
+}
+
+// supported lists the PBX-bound services the gateway translates.
+var supported = map[csta.Kind]bool{
+	csta.KindMonitorStart: true, csta.KindSnapshotDevice: true,
+	csta.KindMakeCall: true, csta.KindClearConnection: true, csta.KindClearCall: true,
+	csta.KindAnswerCall: true, csta.KindHoldCall: true, csta.KindRetrieveCall: true,
+	csta.KindAlternateCall: true, csta.KindReconnectCall: true, csta.KindConsultationCall: true,
+	csta.KindTransferCall: true, csta.KindSingleStepTransferCall: true, csta.KindConferenceCall: true,
+	csta.KindDeflectCall: true, csta.KindGenerateDigits: true,
+	csta.KindSetForwarding: true, csta.KindGetForwarding: true,
+	csta.KindSetDoNotDisturb: true, csta.KindGetDoNotDisturb: true,
+}
+
+// lineFor authorises a device string of this session's user.
+func (s *Session) lineFor(device string, code csta.ErrorCode) (*Line, error) {
+	l, err := findLine(s.lines, device)
+	if err != nil {
+		s.g.metrics.refusals.With("line").Inc()
+		s.log.Warn().Str("device", trunc(device)).Err(err).Msg("request for a line the user does not have")
+		return nil, csta.NewError(code, "%v", err)
+	}
+	return l, nil
+}
+
+// resolveConn maps a client ConnectionID to the PBX's: callID first, the
+// device is the line's own connection in that call (protocol.md §1.5.1).
+func (s *Session) resolveConn(c csta.ConnectionID) (csta.ConnectionID, *Line, error) {
+	if c.CallID == "" {
+		return c, nil, csta.NewError(csta.CodeInvalidCallID, "connection without callID")
+	}
+	s.mu.Lock()
+	mons := make([]*monitorRef, 0, len(s.monitors))
+	for _, m := range s.monitors {
+		mons = append(mons, m)
+	}
+	s.mu.Unlock()
+	var candidate *Line
+	for _, m := range mons {
+		if m.w == nil || m.dead {
+			continue
+		}
+		known, authoritative := m.w.hasCall(c.CallID)
+		if known {
+			return csta.ConnectionID{CallID: c.CallID, DeviceID: m.line.Device}, m.line, nil
+		}
+		if !authoritative && candidate == nil {
+			candidate = m.line
+		}
+	}
+	// The call table does not know the call. When it cannot be sure (no
+	// snapshot), let the PBX judge a call on the line the client named.
+	if candidate == nil && c.DeviceID != "" {
+		if l, err := findLine(s.lines, c.DeviceID); err == nil {
+			if len(mons) == 0 {
+				candidate = l
+			}
+		}
+	}
+	if candidate == nil && len(mons) == 0 && c.DeviceID == "" {
+		candidate = s.line
+	}
+	if candidate != nil {
+		return csta.ConnectionID{CallID: c.CallID, DeviceID: candidate.Device}, candidate, nil
+	}
+	s.g.metrics.refusals.With("call").Inc()
+	return c, nil, csta.NewError(csta.CodeInvalidConnectionID, "call %s is not a call of the user's lines", trunc(c.CallID))
+}
+
+// dial translates a destination, with the error the service calls for.
+func (s *Session) dial(d csta.Device, code csta.ErrorCode) (csta.Device, error) {
+	digits, err := s.g.num.dialString(d.ID)
+	if err != nil {
+		return d, csta.NewError(code, "%v", err)
+	}
+	return csta.Dev(digits), nil
+}
+
+// toSouth builds the PBX request for a client request, checking authority
+// on every device-valued field.
+func (s *Session) toSouth(m *csta.Message) (*csta.Message, *Line, error) {
+	out := &csta.Message{Kind: m.Kind}
+	var line *Line
+	var err error
+	conn := func(c csta.ConnectionID) csta.ConnectionID {
+		if err != nil {
+			return c
+		}
+		var r csta.ConnectionID
+		var l *Line
+		r, l, err = s.resolveConn(c)
+		if line == nil {
+			line = l
+		}
+		return r
+	}
+	switch m.Kind {
+	case csta.KindMakeCall:
+		line, err = s.lineFor(m.CallingDevice.ID, csta.CodePrivilegeViolationCalling)
+		if err != nil {
+			return nil, nil, err
+		}
+		out.CallingDevice = csta.Dev(line.Device)
+		out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
+		out.AutoOriginate = m.AutoOriginate
+		out.AccountCode = m.AccountCode
+	case csta.KindClearConnection, csta.KindClearCall, csta.KindAnswerCall, csta.KindHoldCall, csta.KindRetrieveCall:
+		out.Connection = conn(m.Connection)
+	case csta.KindGenerateDigits:
+		out.Connection = conn(m.Connection)
+		out.DigitMode, out.CharactersToSend = m.DigitMode, m.CharactersToSend
+	case csta.KindDeflectCall:
+		out.Connection = conn(m.Connection)
+		if err == nil {
+			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
+		}
+	case csta.KindConsultationCall:
+		out.Connection = conn(m.Connection)
+		if err == nil {
+			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
+		}
+	case csta.KindAlternateCall, csta.KindReconnectCall, csta.KindTransferCall, csta.KindConferenceCall:
+		out.HeldCall = conn(m.HeldCall)
+		out.ActiveCall = conn(m.ActiveCall)
+	case csta.KindSingleStepTransferCall:
+		out.ActiveCall = conn(m.ActiveCall)
+		if err == nil {
+			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
+		}
+	case csta.KindSetForwarding:
+		line, err = s.lineFor(m.Device.ID, csta.CodePrivilegeViolationDevice)
+		if err != nil {
+			return nil, nil, err
+		}
+		out.Device = csta.Dev(line.Device)
+		out.ForwardingType, out.ActivateForward, out.RingCount = m.ForwardingType, m.ActivateForward, m.RingCount
+		if m.Destination.ID != "" {
+			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidForwardingDestination)
+		}
+	case csta.KindGetForwarding, csta.KindSetDoNotDisturb, csta.KindGetDoNotDisturb, csta.KindSnapshotDevice:
+		line, err = s.lineFor(m.Device.ID, csta.CodePrivilegeViolationDevice)
+		if err != nil {
+			return nil, nil, err
+		}
+		out.Device = csta.Dev(line.Device)
+		out.DoNotDisturbOn = m.DoNotDisturbOn
+	default:
+		return nil, nil, csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, line, nil
+}
+
+// toNorth translates a PBX response for the client.
+func (s *Session) toNorth(req, resp *csta.Message, line *Line) *csta.Message {
+	out := *resp
+	out.Namespace = ""
+	lineText := s.lineText
+	if line != nil && line != s.line {
+		lineText = line.URI
+	}
+	switch req.Kind {
+	case csta.KindMakeCall:
+		// sipe keeps the callID only if deviceID is string-equal to the
+		// line it sent: echo it byte for byte.
+		out.Connection.DeviceID = req.CallingDevice.ID
+		return &out
+	}
+	show := func(pbx string) string { return s.showDevice(pbx, line, lineText) }
+	if out.Connection.DeviceID != "" {
+		out.Connection.DeviceID = show(out.Connection.DeviceID)
+	}
+	if len(out.Connections) > 0 {
+		out.Connections = translateList(out.Connections, show)
+	}
+	if len(out.ForwardingList) > 0 {
+		fl := make([]csta.ForwardListItem, len(out.ForwardingList))
+		copy(fl, out.ForwardingList)
+		for i := range fl {
+			if fl[i].ForwardDN != "" {
+				fl[i].ForwardDN = show(fl[i].ForwardDN)
+			}
+		}
+		out.ForwardingList = fl
+	}
+	if len(out.Snapshot) > 0 {
+		sn := make([]csta.SnapshotItem, len(out.Snapshot))
+		copy(sn, out.Snapshot)
+		for i := range sn {
+			sn[i].Connection.DeviceID = show(sn[i].Connection.DeviceID)
+			if sn[i].Endpoint != "" {
+				sn[i].Endpoint = show(sn[i].Endpoint)
+			}
+		}
+		out.Snapshot = sn
+	}
+	return &out
+}
+
+func translateList(in []csta.ConnectionListItem, show func(string) string) []csta.ConnectionListItem {
+	out := make([]csta.ConnectionListItem, len(in))
+	for i, it := range in {
+		if it.NewConnection.DeviceID != "" {
+			it.NewConnection.DeviceID = show(it.NewConnection.DeviceID)
+		}
+		if it.OldConnection.DeviceID != "" {
+			it.OldConnection.DeviceID = show(it.OldConnection.DeviceID)
+		}
+		if it.Endpoint != "" {
+			it.Endpoint = show(it.Endpoint)
+		}
+		out[i] = it
+	}
+	return out
+}
+
+// showDevice renders a PBX device id for this client: its own line as it
+// spells it, anything else through the display rules.
+func (s *Session) showDevice(pbx string, line *Line, lineText string) string {
+	if line != nil && pbx == line.Device {
+		return lineText
+	}
+	for _, l := range s.lines {
+		if pbx == l.Device {
+			if l == s.line {
+				return s.lineText
+			}
+			return l.URI
+		}
+	}
+	if r := s.g.num.show(pbx); r != "" {
+		return r
+	}
+	return pbx
+}
+
+// translateEvent turns a southbound event into the client's: its own
+// monitorCrossRefID, its line as it spells it, other parties as tel: URIs.
+func (s *Session) translateEvent(m *monitorRef, ev *csta.Message) *csta.Message {
+	out := *ev
+	out.Namespace = ""
+	out.MonitorCrossRefID = m.xref
+	show := func(pbx string) string { return s.showDevice(pbx, m.line, m.lineText) }
+	for _, c := range out.ConnectionFields() {
+		if c.DeviceID != "" {
+			c.DeviceID = show(c.DeviceID)
+		}
+	}
+	for _, d := range out.DeviceFields() {
+		if d.Known() {
+			if r := show(d.ID); r != "" && !strings.ContainsAny(r, "<>") {
+				d.ID = r
+				if d.Status == csta.DeviceNumberDialed {
+					continue
+				}
+				d.Status = csta.DeviceIdentifier
+			} else {
+				*d = csta.Device{Status: csta.DeviceNotKnown}
+			}
+		}
+	}
+	if len(out.Connections) > 0 {
+		out.Connections = translateList(out.Connections, show)
+	}
+	return &out
+}
+
+// monitorStart starts (or joins) the southbound monitor of one of the
+// user's lines and mints the client's monitorCrossRefID.
+func (s *Session) monitorStart(ctx context.Context, m *csta.Message, replay *[]*replayed) (*csta.Message, error) {
+	line, err := s.lineFor(m.Device.ID, csta.CodePrivilegeViolationDevice)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	n := len(s.monitors)
+	s.mu.Unlock()
+	if n >= s.g.cfg.Gateway.MaxMonitorsPerSession {
+		return nil, csta.NewError(csta.CodeObjectMonitorLimitExceeded, "%d monitors on this session", n)
+	}
+	w, err := s.g.watch(ctx, s.link, s.gen, line.Device)
+	if err != nil {
+		if errors.Is(err, ctipool.ErrStaleGeneration) {
+			s.fire(evNewGen)
+		}
+		return nil, err
+	}
+	ref := &monitorRef{s: s, xref: newXref(), line: line, lineText: m.Device.ID, w: w}
+	evs, ok := w.attach(ref)
+	if !ok {
+		return nil, errLinkDown
+	}
+	s.mu.Lock()
+	s.monitors[ref.xref] = ref
+	s.mu.Unlock()
+	// Phantom calls: calls an earlier session of this user on this line
+	// showed the client that are gone now get a ConnectionCleared.
+	for _, id := range s.g.ghosts.take(s.user, line.Device) {
+		if known, _ := w.hasCall(id); !known {
+			evs = append(evs, &csta.Message{Kind: csta.KindConnectionClearedEvent,
+				Connection:    csta.ConnectionID{CallID: id, DeviceID: line.Device},
+				SubjectDevice: csta.Dev(line.Device), LocalConnectionInfo: "null", Cause: "normalClearing"})
+		}
+	}
+	for _, ev := range evs {
+		*replay = append(*replay, &replayed{mon: ref, ev: ev})
+	}
+	s.g.metrics.monitors.Inc()
+	return &csta.Message{Kind: csta.KindMonitorStartResponse, MonitorCrossRefID: ref.xref, MonitorExistingCalls: true}, nil
+}
+
+func (s *Session) monitorStop(m *csta.Message) (*csta.Message, error) {
+	s.mu.Lock()
+	ref := s.monitors[m.MonitorCrossRefID]
+	delete(s.monitors, m.MonitorCrossRefID)
+	s.mu.Unlock()
+	if ref == nil {
+		s.g.metrics.refusals.With("monitor").Inc()
+		return nil, csta.NewError(csta.CodeInvalidMonitorCrossRefID, "%s is not a monitor of this session", trunc(m.MonitorCrossRefID))
+	}
+	ref.dead = true
+	if ref.w != nil {
+		ref.w.detach(ref)
+	}
+	s.g.metrics.monitors.Dec()
+	return &csta.Message{Kind: csta.KindMonitorStopResponse}, nil
+}
+
+// features is the GetCSTAFeaturesResponse: exactly what is implemented, in
+// schema order (protocol.md §1.5.2).
+func features() *csta.Message {
+	return &csta.Message{
+		Kind: csta.KindGetCSTAFeaturesResponse,
+		SupportedServices: []csta.FeatureList{
+			{List: "capExchangeServList", Items: []string{"getCSTAFeatures"}},
+			{List: "systemStatServList", Items: []string{"requestSystemStatus", "systemStatus"}},
+			{List: "monitoringServList", Items: []string{"monitorStart", "monitorStop"}},
+			{List: "snapshotServList", Items: []string{"snapshotDevice"}},
+			{List: "callControlServList", Items: []string{"alternateCall", "answerCall", "clearCall", "clearConnection",
+				"conferenceCall", "consultationCall", "deflectCall", "holdCall", "makeCall", "reconnectCall",
+				"retrieveCall", "singleStepTransfer", "transferCall"}},
+			{List: "callAssociatedServList", Items: []string{"generateDigits"}},
+			{List: "logicalServList", Items: []string{"getDoNotDisturb", "getForwarding", "setDoNotDisturb", "setForwarding"}},
+		},
+		SupportedEvents: []csta.FeatureList{
+			{List: "callControlEvtsList", Items: []string{"conferenced", "connectionCleared", "delivered", "diverted",
+				"established", "failed", "held", "originated", "retrieved", "serviceInitiated", "transferred"}},
+			{List: "logicalEvtsList", Items: []string{"doNotDisturb", "forwarding"}},
+		},
+	}
+}
