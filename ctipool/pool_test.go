@@ -492,4 +492,3 @@ func TestBackoffPolicy(t *testing.T) {
 	d, _ := b.next()
 	assert.Equal(t, 100*time.Millisecond, d, "jitter keeps at least half")
 }
-

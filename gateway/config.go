@@ -181,6 +181,13 @@ func LoadConfig(path string) (Config, error) {
 
 // ParseConfig is LoadConfig from bytes.
 func ParseConfig(b []byte) (Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return Config{}, fmt.Errorf("config: %w", explainYAML(err))
+	}
+	if err := checkYAML(&doc); err != nil {
+		return Config{}, err
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

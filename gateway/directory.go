@@ -82,7 +82,12 @@ func NewDirectory(cfg DirectoryConfig) (*Directory, error) {
 					errs = append(errs, fmt.Errorf("%s.aliases[%d]: %v", lp, k, err))
 					continue
 				}
-				l.keys = append(l.keys, ad.Key())
+				k := ad.Key()
+				if k.Partition == "" {
+					// An alias names the same line: same partition.
+					k.Partition = dev.Partition
+				}
+				l.keys = append(l.keys, k)
 			}
 			// The PBX device id itself is an alias (bare DN).
 			if pd, err := csta.ParseDeviceID(lc.Device); err == nil {

@@ -29,10 +29,10 @@ type Dialog struct {
 	source    string
 
 	// Headers of our own requests, fixed at creation.
-	localURI   sip.Uri         // the To URI of the INVITE: our From
-	remoteFrom sip.FromHeader  // the client's From with every parameter: our To
-	routeSet   []string        // Record-Route values, in order (UAS route set)
-	routeDest  string          // where requests go when routeSet is set
+	localURI   sip.Uri        // the To URI of the INVITE: our From
+	remoteFrom sip.FromHeader // the client's From with every parameter: our To
+	routeSet   []string       // Record-Route values, in order (UAS route set)
+	routeDest  string         // where requests go when routeSet is set
 	contact    sip.ContactHeader
 
 	cseq atomic.Uint32

@@ -62,14 +62,14 @@ func (r Reply) sent() {
 type EndReason int
 
 const (
-	EndClientBye    EndReason = iota // the client sent BYE
-	EndGatewayBye                    // we sent BYE (Dialog.Bye)
-	EndExpired                       // no refresh within Session-Expires
-	EndCancelled                     // CANCEL before our 200
-	EndNoAck                         // our 200 was never acknowledged
-	EndStale                         // answered 481 with Reply.End
-	EndShutdown                      // server closed
-	EndSendFailed                    // an in-dialog request could not be written
+	EndClientBye  EndReason = iota // the client sent BYE
+	EndGatewayBye                  // we sent BYE (Dialog.Bye)
+	EndExpired                     // no refresh within Session-Expires
+	EndCancelled                   // CANCEL before our 200
+	EndNoAck                       // our 200 was never acknowledged
+	EndStale                       // answered 481 with Reply.End
+	EndShutdown                    // server closed
+	EndSendFailed                  // an in-dialog request could not be written
 )
 
 var endNames = [...]string{"client_bye", "gateway_bye", "expired", "cancelled", "no_ack", "stale", "shutdown", "send_failed"}

@@ -2,8 +2,8 @@ package sipstack
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"io"
+	"math/rand/v2"
 	"mime"
 	"mime/multipart"
 	"strconv"

@@ -312,4 +312,3 @@ func (s *Server) toRequest(req *sip.Request, body []byte) *Request {
 func (s *Server) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.cfg.HandlerTimeout)
 }
-

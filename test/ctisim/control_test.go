@@ -171,7 +171,7 @@ func TestControlFaults(t *testing.T) {
 	require.Nil(t, f["delay"])
 	require.Empty(t, a.state().Nodes[0].Faults.Delay)
 
-	f = a.ok("POST", "/nodes/0/fault", `{"kind":"silent","seconds":0.2}`)
+	f = a.ok("POST", "/nodes/0/fault", `{"kind":"silent","seconds":0.5}`)
 	require.Equal(t, true, f["silent"])
 	require.NotEmpty(t, f["silentUntil"])
 	c.send(req(csta.KindRequestSystemStatus))
