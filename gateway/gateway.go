@@ -270,6 +270,8 @@ func (g *Gateway) Ended(d *sipstack.Dialog, reason sipstack.EndReason) {
 		s.close(CloseClientBye, false)
 	case sipstack.EndExpired:
 		s.close(CloseExpired, false)
+	case sipstack.EndStale:
+		s.close(CloseStale, false)
 	default:
 		s.close(CloseSIP, false)
 	}

@@ -15,7 +15,7 @@ import (
 // session goroutine. Replays to send once the response is out go to replay.
 func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Reply {
 	st := s.State()
-	if st == StateActive && s.link.Generation() != s.gen {
+	if st != StateStale && s.link.Generation() != s.gen {
 		// The link came back under a new generation before we were told.
 		st = s.fire(evNewGen)
 	}
