@@ -285,3 +285,21 @@ func (t *TLSConfig) build() (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// explainTLS says in an operator's words why a CTI server's certificate was
+// refused.
+func explainTLS(err error, t *TLSConfig) string {
+	var inv x509.CertificateInvalidError
+	var host x509.HostnameError
+	var ua x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &inv) && inv.Reason == x509.Expired:
+		return fmt.Sprintf("the server certificate (%s) is expired or not yet valid (not after %s)",
+			inv.Cert.Subject.CommonName, inv.Cert.NotAfter.Format(time.RFC3339))
+	case errors.As(err, &host):
+		return fmt.Sprintf("the server certificate is not valid for server_name %q (it names %v)", host.Host, host.Certificate.DNSNames)
+	case errors.As(err, &ua):
+		return fmt.Sprintf("the server certificate is signed by a CA that tls.ca_file (%s) does not hold", t.CAFile)
+	}
+	return "TLS handshake failed"
+}

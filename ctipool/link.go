@@ -53,7 +53,6 @@ type Link struct {
 	cfg   Config
 	log   zerolog.Logger
 	index int
-	tls   *tls.Config
 
 	cur        atomic.Pointer[conn]
 	state      atomic.Int32
@@ -188,14 +187,21 @@ func (l *Link) connect(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.tls != nil {
-		tc := tls.Client(nc, l.tls)
+	if l.lc.TLS != nil {
+		// Built per connection so that replaced CA or client certificate
+		// files take effect at the next reconnect, without a restart.
+		tcfg, err := l.lc.TLS.build()
+		if err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("cti link %s tls: %w", l.lc.Name, err)
+		}
+		tc := tls.Client(nc, tcfg)
 		hctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
-		err := tc.HandshakeContext(hctx)
+		err = tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
 			_ = nc.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", l.lc.Address, err)
+			return nil, fmt.Errorf("TLS handshake with %s (%s): %s: %w", l.lc.Name, l.lc.Address, explainTLS(err, l.lc.TLS), err)
 		}
 		nc = tc
 	}

@@ -8,7 +8,6 @@ package ctipool
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,13 +54,6 @@ func New(cfg Config, opts Options) (*Pool, error) {
 			cfg:   cfg,
 			index: i,
 			log:   opts.Logger.With().Str("link", lc.Name).Logger(),
-		}
-		if lc.TLS != nil {
-			t, err := lc.TLS.build()
-			if err != nil {
-				return nil, fmt.Errorf("cti.links[%d].tls: %w", i, err)
-			}
-			l.tls = t
 		}
 		l.state.Store(int32(StateConnecting))
 		l.since.Store(time.Now().UnixNano())

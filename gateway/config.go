@@ -78,6 +78,9 @@ type SessionConfig struct {
 	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
 	// MaxMonitorsPerSession caps MonitorStarts on one session.
 	MaxMonitorsPerSession int `yaml:"max_monitors_per_session"`
+	// MaxInFlight caps the requests one session may have waiting for
+	// answers (503 beyond).
+	MaxInFlight int `yaml:"max_in_flight"`
 	// StaleBye sends BYE to sessions made stale by a reconnect at once
 	// instead of waiting for their next request (protocol.md §1.11 item 4).
 	StaleBye bool `yaml:"stale_bye"`
@@ -92,6 +95,7 @@ const (
 	DefaultMaxSessionsPerUser    = 8
 	DefaultMaxMonitorsPerSession = 8
 	DefaultShutdownGrace         = 5 * time.Second
+	DefaultMaxInFlight           = 16
 	DefaultAdminListen           = "127.0.0.1:8080"
 )
 
@@ -111,6 +115,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if g.MaxMonitorsPerSession <= 0 {
 		g.MaxMonitorsPerSession = DefaultMaxMonitorsPerSession
+	}
+	if g.MaxInFlight <= 0 {
+		g.MaxInFlight = DefaultMaxInFlight
 	}
 	if g.ShutdownGrace <= 0 {
 		g.ShutdownGrace = DefaultShutdownGrace

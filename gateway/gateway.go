@@ -241,6 +241,13 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 	if s == nil {
 		return sipstack.Reply{Status: 481, End: true}
 	}
+	if n := s.inflight.Add(1); n > int32(g.cfg.Gateway.MaxInFlight) {
+		s.inflight.Add(-1)
+		g.metrics.refusals.With("in_flight").Inc()
+		s.log.Warn().Int32("in_flight", n-1).Msg("too many requests in flight on one session: 503")
+		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	}
+	defer s.inflight.Add(-1)
 	reply := make(chan sipstack.Reply, 1)
 	select {
 	case s.inbox <- item{kind: itemRequest, req: req, reply: reply}:

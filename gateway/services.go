@@ -52,17 +52,27 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 	if m.Kind == csta.KindUnknown {
 		service = "unknown"
 	}
+	result := "ok"
 	if err != nil {
 		code, ok := csta.CodeOf(err)
 		if !ok {
 			code = csta.CodeGeneric
 		}
+		result = code.String()
 		s.g.metrics.requests.With(service, "csta_error").Inc()
-		s.log.Info().Str("service", service).Str("csta_error", code.String()).Err(err).Msg("request refused")
 		resp = csta.ErrorMessage(code)
 	} else {
 		s.g.metrics.requests.With(service, "ok").Inc()
 	}
+	// One audit line per control action: who, which line, what, result.
+	ev := s.log.Info().Bool("audit", true).Str("user", s.user).Str("line", s.line.URI).Str("service", service).Str("result", result)
+	if t := auditTarget(m); t != "" {
+		ev = ev.Str("target", t)
+	}
+	if err != nil {
+		ev = ev.AnErr("error", err)
+	}
+	ev.Msg("control action")
 	body, eerr := csta.Encode(resp, csta.NSEd3)
 	if eerr != nil {
 		s.log.Error().Err(eerr).Msg("cannot encode response")
@@ -476,4 +486,21 @@ func features() *csta.Message {
 			{List: "logicalEvtsList", Items: []string{"doNotDisturb", "forwarding"}},
 		},
 	}
+}
+
+// auditTarget names what a request acts on, for the audit line.
+func auditTarget(m *csta.Message) string {
+	switch {
+	case m.Connection.CallID != "":
+		return "call " + m.Connection.CallID
+	case m.ActiveCall.CallID != "" || m.HeldCall.CallID != "":
+		return "calls " + m.HeldCall.CallID + "," + m.ActiveCall.CallID
+	case m.CallingDevice.ID != "":
+		return "from " + trunc(m.CallingDevice.ID) + " to " + trunc(m.Destination.ID)
+	case m.Device.ID != "":
+		return "device " + trunc(m.Device.ID)
+	case m.MonitorCrossRefID != "":
+		return "monitor " + m.MonitorCrossRefID
+	}
+	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -126,9 +127,10 @@ type Session struct {
 	log      zerolog.Logger
 	created  time.Time
 
-	inbox chan item
-	done  chan struct{}
-	once  sync.Once
+	inbox    chan item
+	done     chan struct{}
+	once     sync.Once
+	inflight atomic.Int32 // requests handed to the session and not answered
 
 	mu       sync.Mutex
 	state    State

@@ -1,13 +1,10 @@
 package sipstack
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 )
@@ -47,6 +44,10 @@ type Config struct {
 	RetryAfter time.Duration `yaml:"retry_after"`
 	// HandlerTimeout bounds how long a request may wait for its answer.
 	HandlerTimeout time.Duration `yaml:"handler_timeout"`
+	// Auth enables digest authentication for direct (untrusted) clients.
+	Auth AuthConfig `yaml:"auth"`
+	// RateLimit bounds initial INVITEs per source address.
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
 }
 
 // TLSConfig is used by tls: listeners.
@@ -161,35 +162,17 @@ func (c Config) Validate(prefix string) error {
 		bad("session_expires", "%v is below min_se %v", c.SessionExpires, c.MinSE)
 	}
 	if hasTLS {
-		if _, err := c.TLS.serverConfig(); err != nil {
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			bad("tls", "cert_file and key_file are required by tls: listeners")
+		} else if _, err := newCertStore(c.TLS, nil); err != nil {
 			bad("tls", "%v", err)
 		}
 	}
+	if _, err := newAuthenticator(c.Auth); err != nil {
+		bad("auth", "%v", err)
+	}
+	if c.RateLimit.InvitesPerSecond < 0 || c.RateLimit.Burst < 0 || c.RateLimit.TrustedInvitesPerSecond < 0 || c.RateLimit.TrustedBurst < 0 {
+		bad("rate_limit", "rates and bursts must be positive")
+	}
 	return errors.Join(errs...)
-}
-
-// serverConfig loads the TLS server configuration: TLS 1.2 and up, and a
-// client certificate required when client_ca_file is set.
-func (t TLSConfig) serverConfig() (*tls.Config, error) {
-	if t.CertFile == "" || t.KeyFile == "" {
-		return nil, errors.New("cert_file and key_file are required by tls: listeners")
-	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("cert_file/key_file: %w", err)
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client_ca_file %s: no PEM certificate found", t.ClientCAFile)
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
 }

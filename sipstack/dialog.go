@@ -33,7 +33,10 @@ type Dialog struct {
 	remoteFrom sip.FromHeader // the client's From with every parameter: our To
 	routeSet   []string       // Record-Route values, in order (UAS route set)
 	routeDest  string         // where requests go when routeSet is set
-	contact    sip.ContactHeader
+	// authIdentity is the digest account a direct client authenticated
+	// as (\"\" for a dialog through a trusted proxy).
+	authIdentity string
+	contact      sip.ContactHeader
 
 	cseq atomic.Uint32
 

@@ -45,6 +45,8 @@ func statusText(code int) string {
 		return "OK"
 	case 400:
 		return "Bad Request"
+	case 401:
+		return "Unauthorized"
 	case 403:
 		return "Forbidden"
 	case 405:
@@ -203,8 +205,17 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.onInDialog(req, tx)
 		return
 	}
-	if !s.trustedSource(req) {
-		s.reject(tx, req, 403, "source not in trusted_hosts")
+	acc := s.check(req, nil)
+	if !acc.ok {
+		if s.auth != nil {
+			s.reject(tx, req, 401, "digest authentication required", s.auth.challenge(time.Now()))
+			return
+		}
+		s.reject(tx, req, 403, "source not trusted")
+		return
+	}
+	if !s.limiter.allow(hostOf(req.Source()), acc.trusted, time.Now()) {
+		s.reject(tx, req, 503, "INVITE rate limit of the source", s.retryAfter(time.Second))
 		return
 	}
 	if s.draining.Load() {
@@ -235,8 +246,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	d := s.newDialog(req, se)
+	if acc.digest {
+		d.authIdentity = acc.identity
+	}
 	ctx, cancel := s.ctx()
-	rep := s.handler.Invite(ctx, d, s.toRequest(req, body))
+	rep := s.handler.Invite(ctx, d, s.toRequest(req, body, acc))
 	cancel()
 	defer rep.sent()
 	if rep.Status/100 != 2 {
@@ -422,11 +436,12 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 // onInDialog handles INFO, UPDATE and re-INVITE.
 func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
-	if !s.trustedSource(req) {
-		s.reject(tx, req, 403, "source not in trusted_hosts")
+	d := s.lookup(req)
+	acc := s.check(req, d)
+	if !acc.ok {
+		s.reject(tx, req, 403, "source not trusted")
 		return
 	}
-	d := s.lookup(req)
 	if d == nil {
 		s.reject(tx, req, 481, "no such dialog")
 		return
@@ -469,7 +484,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	ctx, cancel := s.ctx()
-	rep := s.handler.InDialog(ctx, d, s.toRequest(req, body))
+	rep := s.handler.InDialog(ctx, d, s.toRequest(req, body, acc))
 	cancel()
 	defer rep.sent()
 	if rep.Status == 0 {
@@ -511,7 +526,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	if !s.trustedSource(req) {
+	if acc := s.check(req, nil); !acc.ok && s.auth == nil {
 		s.reject(tx, req, 403, "source not in trusted_hosts")
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -25,7 +26,9 @@ type Server struct {
 	log     zerolog.Logger
 	handler Handler
 	trusted []netip.Prefix
-	tlsConf *tls.Config
+	certs   *certStore
+	auth    *authenticator
+	limiter *rateLimiter
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -69,17 +72,23 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	trusted, _ := ParseTrusted(cfg.TrustedHosts)
-	s := &Server{cfg: cfg, log: log, handler: h, trusted: trusted, contacts: map[string]sip.ContactHeader{}}
+	s := &Server{cfg: cfg, log: log, handler: h, trusted: trusted, contacts: map[string]sip.ContactHeader{},
+		limiter: newRateLimiter(cfg.RateLimit)}
 	for _, e := range cfg.Listen {
 		if l, _ := ParseListen(e); l.Network == "tls" {
-			t, err := cfg.TLS.serverConfig()
+			certs, err := newCertStore(cfg.TLS, func(err error) { log.Error().Err(err).Msg("TLS certificate reload") })
 			if err != nil {
 				return nil, fmt.Errorf("sip.tls: %w", err)
 			}
-			s.tlsConf = t
+			s.certs = certs
 			break
 		}
 	}
+	auth, err := newAuthenticator(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("sip.auth: %w", err)
+	}
+	s.auth = auth
 	sipgoLogOnce.Do(func() {
 		zl := log.With().Str("component", "sipgo").Logger()
 		sip.SetDefaultLogger(slog.New(zerolog.NewSlogHandler(zl)))
@@ -133,7 +142,7 @@ func (s *Server) Start() error {
 			}
 			bound = ln.Addr().String()
 			if l.Network == "tls" {
-				tln := tls.NewListener(ln, s.tlsConf)
+				tln := tls.NewListener(ln, s.certs.serverConfig())
 				s.serve(tln, func() error { return s.srv.ServeTLS(tln) })
 			} else {
 				s.serve(ln, func() error { return s.srv.ServeTCP(ln) })
@@ -226,16 +235,17 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// trustedSource reports whether the request's sender may talk to us.
-func (s *Server) trustedSource(req *sip.Request) bool {
-	if len(s.trusted) == 0 {
-		return true
-	}
-	host, _, err := net.SplitHostPort(req.Source())
-	if err != nil {
-		return false
-	}
-	a, err := netip.ParseAddr(host)
+// access is who may send a request and as whom it speaks.
+type access struct {
+	ok       bool   // may be served
+	trusted  bool   // a trusted proxy or mutually authenticated TLS peer
+	identity string // the user the request speaks for
+	digest   bool   // authenticated by digest (identity from the account)
+}
+
+// ipTrusted reports whether the source address is in trusted_hosts.
+func (s *Server) ipTrusted(req *sip.Request) bool {
+	a, err := netip.ParseAddr(hostOf(req.Source()))
 	if err != nil {
 		return false
 	}
@@ -248,15 +258,47 @@ func (s *Server) trustedSource(req *sip.Request) bool {
 	return false
 }
 
-// identity is the user the request speaks for.
-func (s *Server) identity(req *sip.Request) string {
-	if len(s.trusted) > 0 {
-		if h := req.GetHeader("P-Asserted-Identity"); h != nil {
-			if u := uriOf(h.Value()); u != "" {
-				return u
-			}
+// check decides access for a request outside a dialog (d == nil) or inside
+// one. Trusted: a source in trusted_hosts, or a TLS peer whose certificate
+// verified against client_ca_file (the handshake refuses any other). Digest
+// authenticated: only when auth users are configured. With neither
+// trusted_hosts nor auth configured, anyone may send requests.
+func (s *Server) check(req *sip.Request, d *Dialog) access {
+	if (len(s.trusted) > 0 && s.ipTrusted(req)) ||
+		(strings.EqualFold(req.Transport(), "tls") && s.certs.mutualTLS()) {
+		return access{ok: true, trusted: true, identity: s.assertedIdentity(req)}
+	}
+	if d != nil && d.authIdentity != "" {
+		// A digest-authenticated dialog: its requests must come from where
+		// the INVITE came from.
+		if hostOf(req.Source()) == hostOf(d.source) {
+			return access{ok: true, identity: d.authIdentity, digest: true}
+		}
+		return access{}
+	}
+	if s.auth != nil {
+		if uri := s.auth.verify(req, time.Now()); uri != "" {
+			return access{ok: true, identity: uri, digest: true}
+		}
+		return access{}
+	}
+	if len(s.trusted) == 0 && !s.certs.mutualTLS() {
+		return access{ok: true, identity: fromIdentity(req)}
+	}
+	return access{}
+}
+
+// assertedIdentity: the P-Asserted-Identity a trusted proxy added, else From.
+func (s *Server) assertedIdentity(req *sip.Request) string {
+	if h := req.GetHeader("P-Asserted-Identity"); h != nil {
+		if u := uriOf(h.Value()); u != "" {
+			return u
 		}
 	}
+	return fromIdentity(req)
+}
+
+func fromIdentity(req *sip.Request) string {
 	if f := req.From(); f != nil {
 		return addrOf(&f.Address)
 	}
@@ -293,11 +335,11 @@ func addrOf(u *sip.Uri) string {
 	return scheme + ":" + u.User + "@" + u.Host
 }
 
-func (s *Server) toRequest(req *sip.Request, body []byte) *Request {
+func (s *Server) toRequest(req *sip.Request, body []byte, acc access) *Request {
 	r := &Request{
 		Method:    string(req.Method),
 		Body:      body,
-		Identity:  s.identity(req),
+		Identity:  acc.identity,
 		Source:    req.Source(),
 		Transport: strings.ToLower(req.Transport()),
 		Raw:       req,
