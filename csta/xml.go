@@ -34,7 +34,7 @@ type Limits struct {
 const (
 	DefaultMaxBytes    = 64 << 10
 	DefaultMaxDepth    = 32
-	DefaultMaxElements = 4096
+	DefaultMaxElements = 1024
 )
 
 // DefaultLimits are the limits Decode applies.
@@ -124,7 +124,7 @@ var xdocPool = sync.Pool{New: func() any { return &xdoc{nodes: make([]xnode, 0, 
 func getDoc() *xdoc { return xdocPool.Get().(*xdoc) }
 
 func putDoc(d *xdoc) {
-	if cap(d.nodes) > 4096 || cap(d.binds) > maxNSBindings {
+	if cap(d.nodes) > 2*DefaultMaxElements || cap(d.binds) > maxNSBindings {
 		return // do not keep the memory of a huge document around
 	}
 	d.src = ""

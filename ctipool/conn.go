@@ -39,6 +39,7 @@ type conn struct {
 	lastReset atomic.Int64
 
 	budget chan struct{} // admission budget for MonitorStart/SnapshotDevice
+	limits csta.Limits   // for southbound documents: up to a frame, more elements than a SIP body
 
 	mu          sync.Mutex
 	dead        bool
@@ -74,6 +75,7 @@ func newConn(l *Link, nc net.Conn, opts csta.FrameOptions) *conn {
 		mons:        newMonitorTable(),
 		unknownXref: make(map[string]struct{}),
 		ns:          l.lc.ProtocolVersions[0],
+		limits:      csta.Limits{MaxBytes: l.cfg.MaxFrame, MaxElements: 16 * csta.DefaultMaxElements},
 	}
 	c.lastRx.Store(time.Now().UnixNano())
 	c.lastReset.Store(time.Now().UnixNano())
@@ -168,7 +170,7 @@ func (c *conn) readLoop() {
 		}
 		c.lastRx.Store(time.Now().UnixNano())
 		c.missed.Store(0)
-		m, err := csta.Decode(f.Payload)
+		m, err := csta.DecodeLimits(f.Payload, c.limits)
 		if err != nil {
 			c.log.Warn().Err(err).Int("invoke_id", f.InvokeID).Msg("undecodable CSTA frame from the CTI server dropped")
 			if f.InvokeID >= 0 && f.InvokeID != csta.EventInvokeID {
