@@ -214,7 +214,7 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 		link:     link,
 		gen:      link.Generation(),
 		created:  time.Now(),
-		inbox:    make(chan item, g.cfg.Gateway.EventQueue+8),
+		inbox:    newMailbox(g.cfg.Gateway.EventQueue),
 		done:     make(chan struct{}),
 		monitors: map[string]*monitorRef{},
 	}
@@ -250,12 +250,13 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 	defer s.inflight.Add(-1)
 	reply := make(chan sipstack.Reply, 1)
 	select {
-	case s.inbox <- item{kind: itemRequest, req: req, reply: reply}:
 	case <-s.done:
 		return sipstack.Reply{Status: 481, End: true}
-	case <-ctx.Done():
-		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	default:
 	}
+	// Requests are bounded by max_in_flight above, so they always fit
+	// beside the events.
+	s.inbox.forcePush(item{kind: itemRequest, req: req, reply: reply})
 	select {
 	case r := <-reply:
 		return r

@@ -127,7 +127,7 @@ type Session struct {
 	log      zerolog.Logger
 	created  time.Time
 
-	inbox    chan item
+	inbox    *mailbox
 	done     chan struct{}
 	once     sync.Once
 	inflight atomic.Int32 // requests handed to the session and not answered
@@ -172,11 +172,13 @@ func (s *Session) fire(ev sessionEvent) State {
 // snapshot), never waited on.
 func (s *Session) deliver(it item) {
 	select {
-	case s.inbox <- it:
 	case <-s.done:
+		return
 	default:
+	}
+	if !s.inbox.push(it) {
 		s.g.metrics.slowClients.Inc()
-		s.log.Warn().Int("queue", cap(s.inbox)).Msg("client's event queue is full: ending its session")
+		s.log.Warn().Int("queue", s.inbox.max).Msg("client's event queue is full: ending its session")
 		go s.close(CloseSlowClient, true)
 	}
 }
@@ -187,8 +189,19 @@ func (s *Session) run() {
 		select {
 		case <-s.done:
 			return
-		case it := <-s.inbox:
-			s.process(it)
+		case <-s.inbox.signal:
+			for {
+				it, ok := s.inbox.pop()
+				if !ok {
+					break
+				}
+				s.process(it)
+				select {
+				case <-s.done:
+					return
+				default:
+				}
+			}
 		}
 	}
 }
