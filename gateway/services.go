@@ -176,24 +176,42 @@ func (s *Session) resolveConn(c csta.ConnectionID) (csta.ConnectionID, *Line, er
 		if m.w == nil || m.dead {
 			continue
 		}
-		known, authoritative := m.w.hasCall(c.CallID)
+		known, _ := m.w.hasCall(c.CallID)
 		if known {
 			return csta.ConnectionID{CallID: c.CallID, DeviceID: m.line.Device}, m.line, nil
 		}
-		if !authoritative && candidate == nil {
-			candidate = m.line
-		}
 	}
-	// The call table does not know the call. When it cannot be sure (no
-	// snapshot), let the PBX judge a call on the line the client named.
-	if candidate == nil && c.DeviceID != "" {
+	// Not in any call table we hold. The device the client named, when it
+	// is one of the user's lines, decides, unless that line is monitored
+	// with a table that knows better (it was seeded by a snapshot and has
+	// no such call).
+	if c.DeviceID != "" {
 		if l, err := findLine(s.lines, c.DeviceID); err == nil {
-			if len(mons) == 0 {
+			refuted := false
+			for _, m := range mons {
+				if m.line == l && m.w != nil && !m.dead {
+					if _, authoritative := m.w.hasCall(c.CallID); authoritative {
+						refuted = true
+					}
+				}
+			}
+			if !refuted {
 				candidate = l
 			}
 		}
 	}
-	if candidate == nil && len(mons) == 0 && c.DeviceID == "" {
+	if candidate == nil {
+		// A monitored line whose table cannot be sure (no snapshot).
+		for _, m := range mons {
+			if m.w != nil && !m.dead {
+				if _, authoritative := m.w.hasCall(c.CallID); !authoritative {
+					candidate = m.line
+					break
+				}
+			}
+		}
+	}
+	if candidate == nil && len(mons) == 0 {
 		candidate = s.line
 	}
 	if candidate != nil {

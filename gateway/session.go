@@ -299,9 +299,12 @@ func (s *Session) sendRaw(m *csta.Message) {
 }
 
 // close ends the session once: monitors released, gateway tables cleaned,
-// and, when bye is set, BYE sent to the client.
+// and, when bye is set, BYE sent to the client. The BYE goes out after the
+// once-block: it ends the dialog, whose Ended callback comes back here.
 func (s *Session) close(reason CloseReason, bye bool) {
+	first := false
 	s.once.Do(func() {
+		first = true
 		s.mu.Lock()
 		s.state = transition(s.state, evClose)
 		s.reason = reason
@@ -315,10 +318,10 @@ func (s *Session) close(reason CloseReason, bye bool) {
 			}
 		}
 		s.g.forget(s, mons)
-		if bye {
-			s.dlg.Bye(sipstack.EndGatewayBye)
-		}
 		s.g.metrics.sessionsClosed.With(string(reason)).Inc()
 		s.log.Info().Str("reason", string(reason)).Dur("age", time.Since(s.created)).Msg("session closed")
 	})
+	if first && bye {
+		s.dlg.Bye(sipstack.EndGatewayBye)
+	}
 }

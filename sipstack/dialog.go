@@ -190,14 +190,29 @@ func (d *Dialog) SendInfo(body []byte) error {
 		return ErrDialogEnded
 	}
 	req := d.newRequest(sip.INFO, body)
-	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-	tx, err := d.s.client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
-	if err != nil {
-		cancel()
+	if err := d.send(req); err != nil {
 		d.s.stats.infoFailed.Add(1)
 		return fmt.Errorf("sipstack: INFO to %s: %w", d.callID, err)
 	}
 	d.s.stats.infoSent.Add(1)
+	return nil
+}
+
+// send writes an in-dialog request of ours. Over TCP and TLS it is written
+// straight to the connection: the transport is reliable, the answer (if the
+// client sends one at all) changes nothing, and a client transaction per
+// event would cost a timer and a goroutine for 32 s with clients that never
+// answer. Over UDP a client transaction retransmits it until answered.
+func (d *Dialog) send(req *sip.Request) error {
+	if d.transport != "udp" {
+		return d.s.client.WriteRequest(req, sipgo.ClientRequestAddVia)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	tx, err := d.s.client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
+	if err != nil {
+		cancel()
+		return err
+	}
 	go reap(tx, cancel, nil)
 	return nil
 }
@@ -235,15 +250,9 @@ func (d *Dialog) Bye(reason EndReason) {
 	if !d.end(reason) || !established {
 		return
 	}
-	req := d.newRequest(sip.BYE, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-	tx, err := d.s.client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
-	if err != nil {
-		cancel()
+	if err := d.send(d.newRequest(sip.BYE, nil)); err != nil {
 		d.s.log.Warn().Err(err).Str("call_id", d.callID).Msg("BYE could not be sent")
-		return
 	}
-	go reap(tx, cancel, nil)
 }
 
 // retransmit2xx resends a 2xx to an INVITE over UDP until the ACK comes

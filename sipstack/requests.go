@@ -424,6 +424,10 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	d := s.lookup(req)
+	if acc := s.check(req, d); !acc.ok {
+		s.reject(tx, req, 403, "source not trusted")
+		return
+	}
 	if d == nil {
 		s.reject(tx, req, 481, "BYE for an unknown dialog")
 		return

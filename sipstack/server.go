@@ -95,7 +95,10 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 	})
 	// sipgo refuses UDP writes above UDPMTUSize−200; see DefaultUDPMaxMessage.
 	sip.UDPMTUSize = cfg.UDPMaxMessage + 200
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("cstagw"))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("cstagw"),
+		// Answers to our event INFOs over TCP/TLS (sent without a client
+		// transaction) match nothing; they need no handling or logging.
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {})))
 	if err != nil {
 		return nil, err
 	}
