@@ -92,9 +92,11 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 	sipgoLogOnce.Do(func() {
 		zl := log.With().Str("component", "sipgo").Logger()
 		sip.SetDefaultLogger(slog.New(zerolog.NewSlogHandler(zl)))
+		// sipgo refuses UDP writes above UDPMTUSize−200 (see
+		// DefaultUDPMaxMessage). It is a process-wide variable read on
+		// every UDP write, so it is set once, by the first server.
+		sip.UDPMTUSize = cfg.UDPMaxMessage + 200
 	})
-	// sipgo refuses UDP writes above UDPMTUSize−200; see DefaultUDPMaxMessage.
-	sip.UDPMTUSize = cfg.UDPMaxMessage + 200
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("cstagw"),
 		// Answers to our event INFOs over TCP/TLS (sent without a client
 		// transaction) match nothing; they need no handling or logging.

@@ -1,0 +1,114 @@
+package gateway_test
+
+// Admin HTTP (/healthz, /readyz, /status, /metrics) and the SIGTERM path.
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/gateway"
+	"github.com/cstagw/cstagw/test/ctisim"
+)
+
+func TestAdminEndpoints(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	base := "http://" + e.gw.AdminAddr()
+	d := signIn(t, e.tcp(), userAlice, lineAlice)
+
+	code, _ := httpGet(t, base+"/healthz")
+	assert.Equal(t, 200, code)
+	code, _ = httpGet(t, base+"/readyz")
+	assert.Equal(t, 200, code)
+
+	code, body := httpGet(t, base+"/status")
+	require.Equal(t, 200, code)
+	var st map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &st), body)
+	assert.EqualValues(t, 1, st["sessions"])
+	links, ok := st["links"].([]any)
+	require.True(t, ok, "/status has no links list: %s", body)
+	require.Len(t, links, 1)
+	l := links[0].(map[string]any)
+	assert.Equal(t, "cti-a", l["name"])
+	assert.Equal(t, "up", l["state"])
+	assert.EqualValues(t, 1, l["generation"])
+	assert.EqualValues(t, 1, l["sessions"])
+
+	code, body = httpGet(t, base+"/metrics")
+	require.Equal(t, 200, code)
+	for _, re := range []string{
+		`(?m)^cstagw_sessions 1$`,
+		`(?m)^cstagw_requests_total\{service="GetCSTAFeatures",result="ok"\} 1$`,
+		`(?m)^cstagw_requests_total\{service="MonitorStart",result="ok"\} 1$`,
+		`(?m)^cstagw_link_up\{link="cti-a"\} 1$`,
+		`(?m)^cstagw_stale_481_total 0$`,
+	} {
+		assert.Regexp(t, regexp.MustCompile(re), body)
+	}
+
+	// No link up: not ready, link_up 0.
+	require.NoError(t, e.sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultRefuse}))
+	require.NoError(t, e.sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultDrop}))
+	require.Eventually(t, func() bool { c, _ := httpGet(t, base+"/readyz"); return c == 503 }, waitLong, pollInterval)
+	_, body = httpGet(t, base+"/metrics")
+	assert.Regexp(t, regexp.MustCompile(`(?m)^cstagw_link_up\{link="cti-a"\} 0$`), body)
+	code, _ = httpGet(t, base+"/healthz")
+	assert.Equal(t, 200, code, "liveness does not depend on the CTI link")
+
+	e.sim.ClearFaults(0)
+	e.waitLinks(ctipool.StateUp)
+	code, _ = httpGet(t, base+"/readyz")
+	assert.Equal(t, 200, code)
+	_, body = httpGet(t, base+"/status")
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	assert.EqualValues(t, 2, st["links"].([]any)[0].(map[string]any)["generation"])
+	_ = d
+}
+
+func TestShutdownSendsByeAndRefusesInvites(t *testing.T) {
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) { c.Gateway.ShutdownGrace = 5 * time.Second }})
+	d := signIn(t, e.tcp(), userAlice, lineAlice)
+	late := e.tcp()
+
+	e.shutdown = true
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.gw.Shutdown(context.Background())
+	}()
+	require.Eventually(t, func() bool { return e.gw.Status().Draining }, waitLong, time.Millisecond)
+	// During the drain new INVITEs get 503 (the gateway gives the BYEs up to
+	// 500 ms before closing its listeners).
+	d2, res := late.invite(inviteOpts{user: userBob, line: lineBob})
+	assert.Nil(t, d2)
+	assert.Equal(t, 503, res.StatusCode, "INVITE during the drain")
+	assert.NotEmpty(t, header(res, "Retry-After"))
+
+	byeSeen := waitUntil(2*time.Second, d.byeReceived)
+	assert.True(t, byeSeen, "Shutdown must send BYE to every client")
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Error("Gateway.Shutdown did not return with a session open")
+	}
+	d.ended.Store(true)
+}
+
+// waitUntil polls cond for up to d.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
