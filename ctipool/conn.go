@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,8 +180,21 @@ func (c *conn) readLoop() {
 			}
 			continue
 		}
-		c.dispatch(f.InvokeID, m)
+		c.safeDispatch(f.InvokeID, m)
 	}
+}
+
+// safeDispatch keeps a bug in one message's handling (ours or a
+// subscriber's) from killing the reader and with it every session on the
+// link.
+func (c *conn) safeDispatch(id int, m *csta.Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error().Interface("panic", r).Str("kind", m.Name).Int("invoke_id", id).
+				Bytes("stack", debug.Stack()).Msg("panic while dispatching a CTI message: dropped")
+		}
+	}()
+	c.dispatch(id, m)
 }
 
 func (c *conn) dispatch(id int, m *csta.Message) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,7 @@ const (
 	CloseShutdown   CloseReason = "shutdown"
 	CloseSIP        CloseReason = "sip_ended"
 	CloseSendFailed CloseReason = "send_failed"
+	CloseInternal   CloseReason = "internal_error"
 )
 
 type itemKind int
@@ -207,6 +209,20 @@ func (s *Session) run() {
 }
 
 func (s *Session) process(it item) {
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug in one session must not take the gateway down: answer
+			// the request (if that is what failed), end this session.
+			s.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic in session: closing it")
+			if it.kind == itemRequest {
+				select {
+				case it.reply <- sipstack.Reply{Status: 500, RetryAfter: time.Second}:
+				default:
+				}
+			}
+			go s.close(CloseInternal, true)
+		}
+	}()
 	switch it.kind {
 	case itemRequest:
 		sent := make(chan struct{})

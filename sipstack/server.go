@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,15 +114,32 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.ua, s.srv, s.client = ua, srv, client
-	srv.OnInvite(s.onInvite)
-	srv.OnAck(s.onAck)
-	srv.OnBye(s.onBye)
-	srv.OnInfo(s.onInDialog)
-	srv.OnUpdate(s.onInDialog)
-	srv.OnOptions(s.onOptions)
-	srv.OnCancel(s.onCancel)
-	srv.OnNoRoute(s.onNoRoute)
+	srv.OnInvite(s.guard(s.onInvite))
+	srv.OnAck(s.guard(s.onAck))
+	srv.OnBye(s.guard(s.onBye))
+	srv.OnInfo(s.guard(s.onInDialog))
+	srv.OnUpdate(s.guard(s.onInDialog))
+	srv.OnOptions(s.guard(s.onOptions))
+	srv.OnCancel(s.guard(s.onCancel))
+	srv.OnNoRoute(s.guard(s.onNoRoute))
 	return s, nil
+}
+
+// guard recovers a panic in request handling: that request is answered 500
+// with Retry-After (protocol.md §1.9.3) and nothing else is affected.
+func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error().Interface("panic", r).Str("method", string(req.Method)).Str("call_id", callID(req)).
+					Bytes("stack", debug.Stack()).Msg("panic while handling a SIP request: answered 500")
+				if !req.IsAck() {
+					_, _ = s.respond(tx, req, 500, "", nil, s.retryAfter(time.Second))
+				}
+			}
+		}()
+		h(req, tx)
+	}
 }
 
 // Start binds every listener (port 0 picks one; Addr reads it back) and
