@@ -495,7 +495,11 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		rep.Status = 200
 	}
 	if rep.Status/100 != 2 || !refresh {
-		if _, err := s.respond(tx, req, rep.Status, rep.Reason, rep.Body); err != nil {
+		var extra []sip.Header
+		if rep.Status == 503 {
+			extra = append(extra, s.retryAfter(rep.RetryAfter))
+		}
+		if _, err := s.respond(tx, req, rep.Status, rep.Reason, rep.Body, extra...); err != nil {
 			s.log.Debug().Err(err).Str("call_id", d.callID).Msg("response not sent")
 		}
 		if rep.End {

@@ -113,8 +113,10 @@ func (r *rateLimiter) allow(src string, trusted bool, now time.Time) bool {
 	}
 	b := r.buckets[src]
 	if b == nil {
-		if len(r.buckets) >= maxBuckets {
-			return false // a flood of distinct sources: refuse the newcomers
+		if len(r.buckets) >= maxBuckets && !trusted {
+			// A flood of distinct sources: refuse the untrusted newcomers
+			// (trusted proxies are few and always get a bucket).
+			return false
 		}
 		b = &bucket{tokens: burst, last: now}
 		r.buckets[src] = b

@@ -291,11 +291,19 @@ func (s *Server) check(req *sip.Request, d *Dialog) access {
 		(strings.EqualFold(req.Transport(), "tls") && s.certs.mutualTLS()) {
 		return access{ok: true, trusted: true, identity: s.assertedIdentity(req)}
 	}
-	if d != nil && d.authIdentity != "" {
-		// A digest-authenticated dialog: its requests must come from where
-		// the INVITE came from.
-		if hostOf(req.Source()) == hostOf(d.source) {
-			return access{ok: true, identity: d.authIdentity, digest: true}
+	if d != nil {
+		if d.authIdentity != "" {
+			// A digest-authenticated dialog: its requests must come from
+			// where the INVITE came from.
+			if hostOf(req.Source()) == hostOf(d.source) {
+				return access{ok: true, identity: d.authIdentity, digest: true}
+			}
+			return access{}
+		}
+		// A dialog made through a trusted proxy (or on an open gateway):
+		// digest credentials of some account do not let anyone else in.
+		if len(s.trusted) == 0 && !s.certs.mutualTLS() && s.auth == nil {
+			return access{ok: true, identity: fromIdentity(req)}
 		}
 		return access{}
 	}
