@@ -4,9 +4,12 @@ package e2e
 // hold/retrieve, consultative transfer and CTI link loss, each run by a real
 // sipp against an in-process gateway and simulated PBX, over UDP and TCP.
 // The scenarios check the SIP/CSTA dialogue themselves (sipp exits 0 only if
-// every check held); the tests below add what only the outside can see: the
-// order and content of the gateway's event INFOs in sipp's message trace,
-// and the switch's state afterwards.
+// every check held); the tests below add what only the outside can see: in
+// sipp's message trace, the order and content of the gateway's event INFOs
+// (callIDs, the line's deviceID as the client spelt it, localConnectionInfo)
+// and that the scenario answered each INFO exactly once; on the switch, the
+// state of the calls afterwards; on the gateway, its link generation and
+// counters.
 //
 // sipp plumbing (newSippRun, requireSippOK, the trace readers) comes from
 // kamailio_test.go; the lab here differs from newE2ELab in what the
@@ -57,9 +60,14 @@ func TestSippCallControl(t *testing.T) {
 			trc := scReadTrace(t, r)
 			callID := trc.responseField(t, "MakeCallResponse", `<callingDevice><callID>([^<]+)</callID>`)
 			trc.requireDeviceEcho(t, "MakeCallResponse", row.line)
-			trc.requireEventsAfter(t, "MakeCallResponse", callID,
+			evs := trc.requireEventsAfter(t, "MakeCallResponse", callID,
 				"ServiceInitiatedEvent", "OriginatedEvent", "DeliveredEvent", "EstablishedEvent")
-			trc.requireEventsAfter(t, "ClearConnectionResponse", callID, "ConnectionClearedEvent")
+			scCheckEvent(t, evs[0], "initiatedConnection", callID, row.line, "initiated")
+			scCheckEvent(t, evs[1], "originatedConnection", callID, row.line, "connected")
+			scCheckEvent(t, evs[2], "connection", callID, "tel:"+row.extX, "connected")
+			scCheckEvent(t, evs[3], "establishedConnection", callID, "tel:"+row.extX, "connected")
+			evs = trc.requireEventsAfter(t, "ClearConnectionResponse", callID, "ConnectionClearedEvent")
+			scCheckEvent(t, evs[0], "droppedConnection", callID, row.line, "null")
 			lab.requireIdle(t, row)
 		})
 		t.Run(tr+"/hold", func(t *testing.T) {
@@ -70,9 +78,12 @@ func TestSippCallControl(t *testing.T) {
 			callID := trc.responseField(t, "MakeCallResponse", `<callingDevice><callID>([^<]+)</callID>`)
 			trc.requireDeviceEcho(t, "MakeCallResponse", row.line)
 			trc.requireEventsAfter(t, "MakeCallResponse", callID, "EstablishedEvent")
-			trc.requireEventsAfter(t, "HoldCallResponse", callID, "HeldEvent")
-			trc.requireEventsAfter(t, "RetrieveCallResponse", callID, "RetrievedEvent")
-			trc.requireEventsAfter(t, "ClearConnectionResponse", callID, "ConnectionClearedEvent")
+			evs := trc.requireEventsAfter(t, "HoldCallResponse", callID, "HeldEvent")
+			scCheckEvent(t, evs[0], "heldConnection", callID, row.line, "hold")
+			evs = trc.requireEventsAfter(t, "RetrieveCallResponse", callID, "RetrievedEvent")
+			scCheckEvent(t, evs[0], "retrievedConnection", callID, row.line, "connected")
+			evs = trc.requireEventsAfter(t, "ClearConnectionResponse", callID, "ConnectionClearedEvent")
+			scCheckEvent(t, evs[0], "droppedConnection", callID, row.line, "null")
 			lab.requireIdle(t, row)
 		})
 		t.Run(tr+"/transfer", func(t *testing.T) {
@@ -84,12 +95,18 @@ func TestSippCallControl(t *testing.T) {
 			second := trc.responseField(t, "ConsultationCallResponse", `<initiatedCall><callID>([^<]+)</callID>`)
 			require.NotEqual(t, first, second, "the consultation call has its own callID")
 			trc.requireEventsAfter(t, "MakeCallResponse", first, "EstablishedEvent")
-			trc.requireEventsAfter(t, "ConsultationCallResponse", first, "HeldEvent")
-			trc.requireEventsAfter(t, "ConsultationCallResponse", second,
+			evs := trc.requireEventsAfter(t, "ConsultationCallResponse", first, "HeldEvent")
+			scCheckEvent(t, evs[0], "heldConnection", first, row.line, "hold")
+			evs = trc.requireEventsAfter(t, "ConsultationCallResponse", second,
 				"ServiceInitiatedEvent", "OriginatedEvent", "DeliveredEvent", "EstablishedEvent")
-			ev := trc.requireEventsAfter(t, "TransferCallResponse", "", "TransferedEvent")
-			assert.Contains(t, ev[0], "<primaryOldCall><callID>"+first+"</callID>", "TransferedEvent primaryOldCall")
-			assert.Contains(t, ev[0], "<secondaryOldCall><callID>"+second+"</callID>", "TransferedEvent secondaryOldCall")
+			scCheckEvent(t, evs[0], "initiatedConnection", second, row.line, "initiated")
+			scCheckEvent(t, evs[1], "originatedConnection", second, row.line, "connected")
+			scCheckEvent(t, evs[2], "connection", second, "tel:"+row.extY, "connected")
+			scCheckEvent(t, evs[3], "establishedConnection", second, "tel:"+row.extY, "connected")
+			evs = trc.requireEventsAfter(t, "TransferCallResponse", "", "TransferedEvent")
+			scCheckEvent(t, evs[0], "primaryOldCall", first, row.line, "null")
+			scCheckEvent(t, evs[0], "secondaryOldCall", second, row.line, "null")
+			assert.Contains(t, evs[0], "<transferredToDevice><deviceIdentifier>tel:"+row.extY+"</deviceIdentifier></transferredToDevice>", "TransferedEvent transferredToDevice")
 
 			// On the switch: the two far ends talk to each other in one
 			// call, and the line is out of it.
@@ -150,12 +167,9 @@ func TestSippLinkLoss(t *testing.T) {
 			require.Eventually(t, func() bool { return lab.sim.State().Nodes[0].Refused > refused },
 				5*time.Second, 10*time.Millisecond, "the gateway never tried to reconnect during the outage")
 			lab.sim.ClearFaults(0)
-			var ls scLinkStatus
-			require.Eventually(t, func() bool {
-				ls, _ = lab.linkStatus()
-				return ls.Generation == gen+1 && ls.State == ctipool.StateUp.String()
-			}, max(time.Until(restoreBy), time.Millisecond), 10*time.Millisecond,
-				"the link was not back as generation %d before the scenario's pause ended (last: %+v)", gen+1, ls)
+			ls := lab.awaitLink(gen+1, restoreBy)
+			require.Equal(t, scLinkStatus{Name: ls.Name, State: ctipool.StateUp.String(), Generation: gen + 1}, ls,
+				"the link was not back as generation %d before the scenario's pause ended", gen+1)
 
 			r.wait(t)
 			scMaybeDump(t, r, "linkloss.xml")
@@ -379,6 +393,21 @@ func (l *scLab) linkStatus() (scLinkStatus, error) {
 	return s.Links[0], nil
 }
 
+// awaitLink polls /status until the link is up with generation gen or the
+// deadline passes, and returns the last status read.
+func (l *scLab) awaitLink(gen uint64, deadline time.Time) scLinkStatus {
+	for {
+		ls, err := l.linkStatus()
+		if err == nil && ls.Generation == gen && ls.State == ctipool.StateUp.String() {
+			return ls
+		}
+		if time.Now().After(deadline) {
+			return ls
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (l *scLab) link(t *testing.T) scLinkStatus {
 	t.Helper()
 	ls, err := l.linkStatus()
@@ -513,6 +542,15 @@ func scTxnKey(msg string) string {
 		}
 	}
 	return strings.Join([]string{branch, strings.Join(headerValues(msg, "Call-ID"), ","), strings.Join(headerValues(msg, "CSeq"), ",")}, " ")
+}
+
+// scCheckEvent checks an event's connection (element conn: callID and
+// deviceID; the line's own connection must carry the line exactly as the
+// client spelt it) and its localConnectionInfo (the line's state).
+func scCheckEvent(t *testing.T, body, conn, callID, device, local string) {
+	t.Helper()
+	assert.Contains(t, body, "<"+conn+"><callID>"+callID+"</callID><deviceID>"+device+"</deviceID></"+conn+">", "%s of %s", conn, scRoot(body))
+	assert.Contains(t, body, "<localConnectionInfo>"+local+"</localConnectionInfo>", "localConnectionInfo of %s", scRoot(body))
 }
 
 // receivedResponses returns the received responses with this status code.
