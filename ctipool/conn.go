@@ -56,6 +56,12 @@ type conn struct {
 type pending struct {
 	ch   chan reply
 	kind csta.Kind
+	// release frees the request's admission budget place (MonitorStart,
+	// SnapshotDevice): when the switch answers, when the link dies, or a
+	// request timeout after the caller gave up, never merely because the
+	// caller gave up, so the switch never has more outstanding than the
+	// budget.
+	release func()
 }
 
 type reply struct {
@@ -110,6 +116,9 @@ func (c *conn) fail(err error) {
 	_ = c.nc.Close()
 	linkErr := fmt.Errorf("link %s: %w (%v)", c.link.lc.Name, ErrLinkDown, err)
 	for _, p := range out {
+		if p.release != nil {
+			p.release()
+		}
 		p.ch <- reply{err: linkErr}
 	}
 	for _, m := range mons {
@@ -275,6 +284,9 @@ func (c *conn) complete(id int, m *csta.Message, err error) {
 		}
 		return
 	}
+	if p.release != nil {
+		p.release()
+	}
 	p.ch <- reply{m: m, err: err}
 }
 
@@ -320,28 +332,36 @@ func (c *conn) frame(id int, m *csta.Message) ([]byte, error) {
 // request sends m and waits for its reply, the request timeout, ctx or the
 // connection's death, whichever comes first.
 func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, error) {
+	var release func()
 	if m.Kind == csta.KindMonitorStart || m.Kind == csta.KindSnapshotDevice {
 		if err := c.admit(ctx); err != nil {
 			return nil, err
 		}
-		defer func() { <-c.budget }()
+		var once sync.Once
+		release = func() { once.Do(func() { <-c.budget }) }
 	}
-	p := &pending{ch: make(chan reply, 1), kind: m.Kind}
+	fail := func(err error) (*csta.Message, error) {
+		if release != nil {
+			release()
+		}
+		return nil, err
+	}
+	p := &pending{ch: make(chan reply, 1), kind: m.Kind, release: release}
 	c.mu.Lock()
 	if c.dead {
 		err := c.deadErr
 		c.mu.Unlock()
-		return nil, fmt.Errorf("link %s: %w (%v)", c.link.lc.Name, ErrLinkDown, err)
+		return fail(fmt.Errorf("link %s: %w (%v)", c.link.lc.Name, ErrLinkDown, err))
 	}
 	id, err := c.ids.Next(func(id int) bool { _, ok := c.outstanding[id]; return ok })
 	if err != nil {
 		c.mu.Unlock()
-		return nil, fmt.Errorf("link %s: %w", c.link.lc.Name, ErrQueueFull)
+		return fail(fmt.Errorf("link %s: %w", c.link.lc.Name, ErrQueueFull))
 	}
 	f, err := c.frame(id, m)
 	if err != nil {
 		c.mu.Unlock()
-		return nil, err
+		return fail(err)
 	}
 	c.outstanding[id] = p
 	// Enqueue under the lock so that Profile B's fifo order is the wire
@@ -354,7 +374,7 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 	default:
 		delete(c.outstanding, id)
 		c.mu.Unlock()
-		return nil, fmt.Errorf("link %s: %w", c.link.lc.Name, ErrQueueFull)
+		return fail(fmt.Errorf("link %s: %w", c.link.lc.Name, ErrQueueFull))
 	}
 	c.mu.Unlock()
 
@@ -364,12 +384,27 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 	case r := <-p.ch:
 		return r.m, r.err
 	case <-t.C:
-		c.forget(id)
+		c.abandon(id, release)
 		return nil, fmt.Errorf("link %s: %s invoke %04d: %w", c.link.lc.Name, m.Kind, id, ErrTimeout)
 	case <-ctx.Done():
-		c.forget(id)
+		c.abandon(id, release)
 		return nil, ctx.Err()
 	}
+}
+
+// abandon handles a request whose caller gave up. Without a budget place it
+// is forgotten at once (a late answer is logged and dropped). With one, it
+// stays outstanding so that a late answer frees the place, for one more
+// request timeout at most.
+func (c *conn) abandon(id int, release func()) {
+	if release == nil {
+		c.forget(id)
+		return
+	}
+	time.AfterFunc(c.link.cfg.RequestTimeout, func() {
+		c.forget(id)
+		release()
+	})
 }
 
 // forget drops an outstanding request whose caller gave up; a late answer

@@ -492,3 +492,30 @@ func TestBackoffPolicy(t *testing.T) {
 	d, _ := b.next()
 	assert.Equal(t, 100*time.Millisecond, d, "jitter keeps at least half")
 }
+
+func TestAdmissionBudgetHeldUntilTheSwitchAnswers(t *testing.T) {
+	sim := startSim(t, 1, nil)
+	cfg := testConfig(sim, true)
+	cfg.AdmissionBudget = 2
+	cfg.RequestTimeout = 100 * time.Millisecond
+	cfg.HeartbeatInterval = 5 * time.Second
+	p, _ := startPool(t, cfg)
+	l := p.Links()[0]
+	waitUp(t, l, 1)
+	// The switch answers after 150 ms, later than our request timeout:
+	// callers give up, but their places stay taken until the answers come.
+	require.NoError(t, sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultDelay, Delay: 150 * time.Millisecond}))
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = l.Snapshot(context.Background(), l.Generation(), fmt.Sprintf("%d", 40200+i))
+		}()
+	}
+	wg.Wait()
+	sim.ClearFaults(0)
+	_, err := l.Snapshot(context.Background(), l.Generation(), "40300")
+	require.NoError(t, err, "places come back after the late answers")
+	assert.LessOrEqual(t, sim.State().Nodes[0].InFlightMonitorSnapshotHighWater, 2)
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,9 +131,31 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 		all = append(all, s)
 	}
 	g.mu.Unlock()
-	for _, s := range all {
-		s.close(CloseShutdown, true)
+	// Close in parallel, within the grace period: the CTI monitors go with
+	// the application sessions anyway, so no MonitorStop is sent (see
+	// deviceWatch.detach), only the BYEs.
+	work := make(chan *Session)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range work {
+				s.close(CloseShutdown, true)
+			}
+		}()
 	}
+feed:
+	for _, s := range all {
+		select {
+		case work <- s:
+		case <-ctx.Done():
+			g.log.Warn().Int("sessions", len(all)).Msg("shutdown grace over before every session got its BYE")
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
 	// Give the BYEs a moment on the wire.
 	t := time.NewTimer(minDuration(g.cfg.Gateway.ShutdownGrace, 500*time.Millisecond))
 	select {
@@ -170,9 +193,11 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	if err != nil {
 		return g.badBody(req, err)
 	}
-	lineText := m.Line
+	// Clone: a substring would pin the whole decoded body for the life of
+	// the session.
+	lineText := strings.Clone(m.Line)
 	if lineText == "" {
-		lineText = req.RequestUser
+		lineText = strings.Clone(req.RequestUser)
 	}
 	lines := g.dir.Lines(req.Identity)
 	if lines == nil {

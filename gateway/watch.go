@@ -166,7 +166,9 @@ func (w *deviceWatch) detach(m *monitorRef) {
 	w.mu.Unlock()
 	if last {
 		w.g.dropWatch(w)
-		if w.sub != nil {
+		if w.sub != nil && !w.g.draining.Load() {
+			// (While draining the application sessions are about to be
+			// stopped, which ends every monitor: no MonitorStop storm.)
 			w.sub.Close()
 		}
 	}

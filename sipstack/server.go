@@ -63,6 +63,10 @@ func (s *Server) Stats() Stats {
 	return Stats{Dialogs: s.stats.dialogs.Load(), InfoSent: s.stats.infoSent.Load(), InfoFailed: s.stats.infoFailed.Load()}
 }
 
+// udpReadBuffer is the socket buffer asked for on UDP listeners (the kernel
+// caps it at net.core.rmem_max).
+const udpReadBuffer = 8 << 20
+
 // sipgoLogOnce guards the process-wide sipgo settings.
 var sipgoLogOnce sync.Once
 
@@ -156,6 +160,13 @@ func (s *Server) Start() error {
 				return fmt.Errorf("sip.listen %s: %w", e, err)
 			}
 			bound = pc.LocalAddr().String()
+			if uc, ok := pc.(*net.UDPConn); ok {
+				// The kernel's default (~208 KB) overflows under sign-in
+				// bursts, and a lost ACK or INFO costs a retransmission
+				// or a dialog.
+				_ = uc.SetReadBuffer(udpReadBuffer)
+				_ = uc.SetWriteBuffer(udpReadBuffer)
+			}
 			s.serve(pc, func() error { return s.srv.ServeUDP(pc) })
 		case "tcp", "tls":
 			ln, err := net.Listen("tcp", l.Addr)
