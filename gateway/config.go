@@ -59,6 +59,9 @@ type NumberingConfig struct {
 // AdminConfig is the admin HTTP listener.
 type AdminConfig struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/ (off by default:
+	// profiles reveal internals; keep the admin listener private).
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogConfig sets logging.
