@@ -232,12 +232,15 @@ func (s *Session) process(it item) {
 		it.reply <- rep
 		// Hold everything else (events it caused, replays) until the
 		// response is on the wire (protocol.md §1.4).
+		t := time.NewTimer(2 * time.Second)
 		select {
 		case <-sent:
-		case <-time.After(2 * time.Second):
+		case <-t.C:
 		case <-s.done:
+			t.Stop()
 			return
 		}
+		t.Stop()
 		if rep.End {
 			s.close(CloseStale, false)
 			return
