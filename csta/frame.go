@@ -348,19 +348,33 @@ func frameBlank(b []byte) bool {
 // ErrFrameHeader, one longer than the limit ErrFrameTooLarge. An empty
 // payload gives a lone NUL, which readers skip as a keep-alive.
 func AppendFrame(dst []byte, invokeID int, payload []byte, opt FrameOptions) ([]byte, error) {
+	return AppendFrameWith(dst, invokeID, opt, func(b []byte) ([]byte, error) { return append(b, payload...), nil })
+}
+
+// AppendFrameWith is AppendFrame with the payload written in place by body
+// (an encoder appending to the slice it is given), so a document goes
+// straight into its frame without an intermediate buffer. The same checks
+// apply; on any error, body's included, dst is returned unchanged.
+func AppendFrameWith(dst []byte, invokeID int, opt FrameOptions, body func([]byte) ([]byte, error)) ([]byte, error) {
 	limit := opt.frameMax()
+	start := len(dst)
 	switch opt.Profile {
 	case ProfileA:
 		if invokeID < 0 || invokeID > EventInvokeID {
 			return dst, frameErr(ErrFrameInvokeID, "invoke id %d outside 0..%d", invokeID, EventInvokeID)
 		}
-		if len(payload) == 0 {
+		out, err := body(append(dst, 0, 0, 0, 0, 0, 0, 0, 0))
+		if err != nil {
+			return dst, err
+		}
+		n := len(out) - start - FrameHeaderLen
+		if n == 0 {
 			return dst, frameErr(ErrFrameShort, "empty payload")
 		}
-		if len(payload) > limit-FrameHeaderLen {
-			return dst, frameErr(ErrFrameTooLarge, "frame of %d bytes exceeds the limit of %d", FrameHeaderLen+len(payload), limit)
+		if n > limit-FrameHeaderLen {
+			return dst, frameErr(ErrFrameTooLarge, "frame of %d bytes exceeds the limit of %d", FrameHeaderLen+n, limit)
 		}
-		total := FrameHeaderLen + len(payload)
+		total := FrameHeaderLen + n
 		if total > frame16BitMax && (!opt.Allow32BitLength || opt.Strict16BitHeader) {
 			return dst, frameErr(ErrFrameTooLarge, "frame of %d bytes needs a 32-bit length, which the link does not allow", total)
 		}
@@ -368,18 +382,22 @@ func AppendFrame(dst []byte, invokeID int, payload []byte, opt FrameOptions) ([]
 			return dst, frameErr(ErrFrameTooLarge, "frame of %d bytes does not fit a 32-bit length", total)
 		}
 		id := FormatInvokeID(invokeID)
-		dst = binary.BigEndian.AppendUint32(dst, uint32(total))
-		dst = append(dst, id[:]...)
-		return append(dst, payload...), nil
+		binary.BigEndian.PutUint32(out[start:], uint32(total))
+		copy(out[start+4:start+FrameHeaderLen], id[:])
+		return out, nil
 	case ProfileB:
+		out, err := body(dst)
+		if err != nil {
+			return dst, err
+		}
+		payload := out[start:]
 		if i := bytes.IndexByte(payload, 0); i >= 0 {
 			return dst, frameErr(ErrFrameHeader, "payload contains a NUL at offset %d", i)
 		}
 		if len(payload) > limit {
 			return dst, frameErr(ErrFrameTooLarge, "document of %d bytes exceeds the limit of %d", len(payload), limit)
 		}
-		dst = append(dst, payload...)
-		return append(dst, 0), nil
+		return append(out, 0), nil
 	}
 	return dst, fmt.Errorf("csta: unknown frame profile %v", opt.Profile)
 }

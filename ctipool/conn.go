@@ -304,29 +304,12 @@ func (c *conn) sendReply(id int, m *csta.Message) {
 	}
 }
 
-// frame encodes m as one wire frame with invoke id id.
+// frame encodes m as one wire frame with invoke id id, straight into a
+// pooled buffer.
 func (c *conn) frame(id int, m *csta.Message) ([]byte, error) {
-	buf := getFrameBuf()
-	if c.opts.Profile == csta.ProfileB {
-		buf, err := csta.AppendEncode(buf, m, c.ns)
-		if err != nil {
-			return nil, err
-		}
-		return append(buf, 0), nil
-	}
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
-	buf, err := csta.AppendEncode(buf, m, c.ns)
-	if err != nil {
-		return nil, err
-	}
-	n := len(buf)
-	if n > 0xFFFF || n > c.opts.MaxFrame && c.opts.MaxFrame > 0 {
-		return nil, fmt.Errorf("%w: %s is %d bytes", csta.ErrFrameTooLarge, m.Kind, n)
-	}
-	buf[0], buf[1], buf[2], buf[3] = 0, 0, byte(n>>8), byte(n)
-	d := csta.FormatInvokeID(id)
-	copy(buf[4:8], d[:])
-	return buf, nil
+	return csta.AppendFrameWith(getFrameBuf(), id, c.opts, func(b []byte) ([]byte, error) {
+		return csta.AppendEncode(b, m, c.ns)
+	})
 }
 
 // request sends m and waits for its reply, the request timeout, ctx or the
