@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -104,5 +105,12 @@ func TestNumbering(t *testing.T) {
 	}
 	for _, tt := range show {
 		assert.Equal(t, tt.want, n.show(tt.in), tt.in)
+		assert.Equal(t, tt.want, n.show(tt.in), "%s, from the cache", tt.in)
 	}
+	// The cache is bounded: it is emptied rather than grown without limit.
+	for i := 0; i < 2*maxShown; i++ {
+		n.show(fmt.Sprint(100000 + i))
+	}
+	assert.LessOrEqual(t, int(n.shownCount.Load()), maxShown)
+	assert.Equal(t, "tel:+12065550147", n.show("0147"))
 }

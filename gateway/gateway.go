@@ -371,23 +371,7 @@ func (g *Gateway) onResync(link *ctipool.Link, gen uint64) {
 			if err != nil {
 				continue
 			}
-			w.mu.Lock()
-			live := map[string]bool{}
-			for _, it := range items {
-				live[it.Connection.CallID] = true
-				if e := w.calls[it.Connection.CallID]; e != nil {
-					e.state = it.LocalCallState
-				} else if it.LocalCallState != "" && it.LocalCallState != "null" {
-					w.seq++
-					w.calls[it.Connection.CallID] = &callEntry{state: it.LocalCallState, seq: w.seq}
-				}
-			}
-			for id := range w.calls {
-				if !live[id] {
-					delete(w.calls, id)
-				}
-			}
-			w.mu.Unlock()
+			w.reconcile(items, true)
 		}
 	}()
 }
@@ -417,11 +401,18 @@ func (b *ghostBook) put(user, device string, calls []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.m) >= b.max {
+		// Full: drop what has expired, then anything, to make room.
 		now := time.Now()
 		for k, v := range b.m {
-			if now.Sub(v.at) > b.ttl || len(b.m) >= b.max {
+			if now.Sub(v.at) > b.ttl {
 				delete(b.m, k)
 			}
+		}
+		for k := range b.m {
+			if len(b.m) < b.max {
+				break
+			}
+			delete(b.m, k)
 		}
 	}
 	b.m[user+"\x00"+device] = ghost{calls: calls, at: time.Now()}

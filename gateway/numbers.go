@@ -3,6 +3,8 @@ package gateway
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cstagw/cstagw/csta"
 )
@@ -12,7 +14,15 @@ import (
 type numbering struct {
 	dial    *csta.RuleSet
 	display *csta.RuleSet
+
+	// shown memoises show: the same few thousand PBX numbers recur in every
+	// event for every session, and rendering one costs a device-id parse
+	// and the display rules. Bounded: cleared when it grows too large.
+	shown      sync.Map // PBX id → rendering
+	shownCount atomic.Int32
 }
+
+const maxShown = 8192
 
 func newNumbering(cfg NumberingConfig) (*numbering, error) {
 	dial, err := csta.CompileRules(cfg.Dial)
@@ -57,6 +67,19 @@ func (n *numbering) show(pbx string) string {
 	if pbx == "" {
 		return ""
 	}
+	if v, ok := n.shown.Load(pbx); ok {
+		return v.(string)
+	}
+	r := n.render(pbx)
+	if n.shownCount.Add(1) > maxShown {
+		n.shown.Clear()
+		n.shownCount.Store(0)
+	}
+	n.shown.Store(strings.Clone(pbx), r)
+	return r
+}
+
+func (n *numbering) render(pbx string) string {
 	num := pbx
 	if d, err := csta.ParseDeviceID(pbx); err == nil {
 		num = d.Number

@@ -37,12 +37,8 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 		// refresh, ignore the body.
 		return sipstack.Reply{Status: 200}
 	}
-	switch m.Class() {
-	case csta.ClassResponse, csta.ClassError, csta.ClassEvent:
+	if m.IsReply() || m.Class() == csta.ClassEvent {
 		// The client answering one of ours (a SystemStatusResponse...).
-		return sipstack.Reply{Status: 200}
-	}
-	if m.Kind == csta.KindSystemStatusResponse {
 		return sipstack.Reply{Status: 200}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CTI.RequestTimeout+s.g.cfg.CTI.RequestTimeout/2)
@@ -106,7 +102,7 @@ func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replaye
 		}
 		return &csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: status}, nil
 	case csta.KindGetCSTAFeatures:
-		return features(), nil
+		return featuresResponse, nil
 	case csta.KindMonitorStop:
 		return s.monitorStop(m)
 	case csta.KindUnknown:
@@ -122,7 +118,7 @@ func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replaye
 	if m.Kind == csta.KindMonitorStart {
 		return s.monitorStart(ctx, m, replay)
 	}
-	south, lineOf, err := s.toSouth(m)
+	south, err := s.toSouth(m)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +129,7 @@ func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replaye
 		}
 		return nil, err
 	}
-	return s.toNorth(m, resp, lineOf), nil
+	return s.toNorth(m, resp), nil
 }
 
 // supported lists the PBX-bound services the gateway translates.
@@ -161,64 +157,53 @@ func (s *Session) lineFor(device string, code csta.ErrorCode) (*Line, error) {
 
 // resolveConn maps a client ConnectionID to the PBX's: callID first, the
 // device is the line's own connection in that call (protocol.md §1.5.1).
-func (s *Session) resolveConn(c csta.ConnectionID) (csta.ConnectionID, *Line, error) {
+//
+// A call table that knows the call decides. Failing that, the line the
+// client named (one of the user's) is trusted unless its table was seeded
+// by a snapshot and so knows the call is not there; then a monitored line
+// whose table cannot be sure; with no monitor at all, the sign-in line.
+// Anything else is refused: the call is not the user's.
+func (s *Session) resolveConn(c csta.ConnectionID) (csta.ConnectionID, error) {
 	if c.CallID == "" {
-		return c, nil, csta.NewError(csta.CodeInvalidCallID, "connection without callID")
+		return c, csta.NewError(csta.CodeInvalidCallID, "connection without callID")
 	}
 	s.mu.Lock()
 	mons := make([]*monitorRef, 0, len(s.monitors))
 	for _, m := range s.monitors {
-		mons = append(mons, m)
+		if m.w != nil && !m.dead {
+			mons = append(mons, m)
+		}
 	}
 	s.mu.Unlock()
-	var candidate *Line
+	on := func(l *Line) (csta.ConnectionID, error) {
+		return csta.ConnectionID{CallID: c.CallID, DeviceID: l.Device}, nil
+	}
+	sure := map[*Line]bool{} // lines whose table rules the call out
+	var unsure *Line         // first monitored line whose table cannot tell
 	for _, m := range mons {
-		if m.w == nil || m.dead {
-			continue
-		}
-		known, _ := m.w.hasCall(c.CallID)
+		known, authoritative := m.w.hasCall(c.CallID)
 		if known {
-			return csta.ConnectionID{CallID: c.CallID, DeviceID: m.line.Device}, m.line, nil
+			return on(m.line)
+		}
+		if authoritative {
+			sure[m.line] = true
+		} else if unsure == nil {
+			unsure = m.line
 		}
 	}
-	// Not in any call table we hold. The device the client named, when it
-	// is one of the user's lines, decides, unless that line is monitored
-	// with a table that knows better (it was seeded by a snapshot and has
-	// no such call).
 	if c.DeviceID != "" {
-		if l, err := findLine(s.lines, c.DeviceID); err == nil {
-			refuted := false
-			for _, m := range mons {
-				if m.line == l && m.w != nil && !m.dead {
-					if _, authoritative := m.w.hasCall(c.CallID); authoritative {
-						refuted = true
-					}
-				}
-			}
-			if !refuted {
-				candidate = l
-			}
+		if l, err := findLine(s.lines, c.DeviceID); err == nil && !sure[l] {
+			return on(l)
 		}
 	}
-	if candidate == nil {
-		// A monitored line whose table cannot be sure (no snapshot).
-		for _, m := range mons {
-			if m.w != nil && !m.dead {
-				if _, authoritative := m.w.hasCall(c.CallID); !authoritative {
-					candidate = m.line
-					break
-				}
-			}
-		}
+	if unsure != nil {
+		return on(unsure)
 	}
-	if candidate == nil && len(mons) == 0 {
-		candidate = s.line
-	}
-	if candidate != nil {
-		return csta.ConnectionID{CallID: c.CallID, DeviceID: candidate.Device}, candidate, nil
+	if len(mons) == 0 {
+		return on(s.line)
 	}
 	s.g.metrics.refusals.With("call").Inc()
-	return c, nil, csta.NewError(csta.CodeInvalidConnectionID, "call %s is not a call of the user's lines", trunc(c.CallID))
+	return c, csta.NewError(csta.CodeInvalidConnectionID, "call %s is not a call of the user's lines", trunc(c.CallID))
 }
 
 // dial translates a destination, with the error the service calls for.
@@ -232,30 +217,35 @@ func (s *Session) dial(d csta.Device, code csta.ErrorCode) (csta.Device, error) 
 
 // toSouth builds the PBX request for a client request, checking authority
 // on every device-valued field.
-func (s *Session) toSouth(m *csta.Message) (*csta.Message, *Line, error) {
+func (s *Session) toSouth(m *csta.Message) (*csta.Message, error) {
 	out := &csta.Message{Kind: m.Kind}
-	var line *Line
 	var err error
+	// Each step runs only while the previous ones succeeded.
 	conn := func(c csta.ConnectionID) csta.ConnectionID {
-		if err != nil {
-			return c
+		if err == nil {
+			c, err = s.resolveConn(c)
 		}
-		var r csta.ConnectionID
-		var l *Line
-		r, l, err = s.resolveConn(c)
-		if line == nil {
-			line = l
+		return c
+	}
+	dial := func(d csta.Device, code csta.ErrorCode) csta.Device {
+		if err == nil {
+			d, err = s.dial(d, code)
 		}
-		return r
+		return d
+	}
+	device := func(d csta.Device, code csta.ErrorCode) csta.Device {
+		if err == nil {
+			var l *Line
+			if l, err = s.lineFor(d.ID, code); err == nil {
+				return csta.Dev(l.Device)
+			}
+		}
+		return d
 	}
 	switch m.Kind {
 	case csta.KindMakeCall:
-		line, err = s.lineFor(m.CallingDevice.ID, csta.CodePrivilegeViolationCalling)
-		if err != nil {
-			return nil, nil, err
-		}
-		out.CallingDevice = csta.Dev(line.Device)
-		out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
+		out.CallingDevice = device(m.CallingDevice, csta.CodePrivilegeViolationCalling)
+		out.Destination = dial(m.Destination, csta.CodeInvalidDestination)
 		out.AutoOriginate = m.AutoOriginate
 		out.AccountCode = m.AccountCode
 	case csta.KindClearConnection, csta.KindClearCall, csta.KindAnswerCall, csta.KindHoldCall, csta.KindRetrieveCall:
@@ -263,66 +253,44 @@ func (s *Session) toSouth(m *csta.Message) (*csta.Message, *Line, error) {
 	case csta.KindGenerateDigits:
 		out.Connection = conn(m.Connection)
 		out.DigitMode, out.CharactersToSend = m.DigitMode, m.CharactersToSend
-	case csta.KindDeflectCall:
+	case csta.KindDeflectCall, csta.KindConsultationCall:
 		out.Connection = conn(m.Connection)
-		if err == nil {
-			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
-		}
-	case csta.KindConsultationCall:
-		out.Connection = conn(m.Connection)
-		if err == nil {
-			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
-		}
+		out.Destination = dial(m.Destination, csta.CodeInvalidDestination)
 	case csta.KindAlternateCall, csta.KindReconnectCall, csta.KindTransferCall, csta.KindConferenceCall:
 		out.HeldCall = conn(m.HeldCall)
 		out.ActiveCall = conn(m.ActiveCall)
 	case csta.KindSingleStepTransferCall:
 		out.ActiveCall = conn(m.ActiveCall)
-		if err == nil {
-			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidDestination)
-		}
+		out.Destination = dial(m.Destination, csta.CodeInvalidDestination)
 	case csta.KindSetForwarding:
-		line, err = s.lineFor(m.Device.ID, csta.CodePrivilegeViolationDevice)
-		if err != nil {
-			return nil, nil, err
-		}
-		out.Device = csta.Dev(line.Device)
+		out.Device = device(m.Device, csta.CodePrivilegeViolationDevice)
 		out.ForwardingType, out.ActivateForward, out.RingCount = m.ForwardingType, m.ActivateForward, m.RingCount
 		if m.Destination.ID != "" {
-			out.Destination, err = s.dial(m.Destination, csta.CodeInvalidForwardingDestination)
+			out.Destination = dial(m.Destination, csta.CodeInvalidForwardingDestination)
 		}
 	case csta.KindGetForwarding, csta.KindSetDoNotDisturb, csta.KindGetDoNotDisturb, csta.KindSnapshotDevice:
-		line, err = s.lineFor(m.Device.ID, csta.CodePrivilegeViolationDevice)
-		if err != nil {
-			return nil, nil, err
-		}
-		out.Device = csta.Dev(line.Device)
+		out.Device = device(m.Device, csta.CodePrivilegeViolationDevice)
 		out.DoNotDisturbOn = m.DoNotDisturbOn
 	default:
-		return nil, nil, csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
+		return nil, csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return out, line, nil
+	return out, nil
 }
 
 // toNorth translates a PBX response for the client.
-func (s *Session) toNorth(req, resp *csta.Message, line *Line) *csta.Message {
+func (s *Session) toNorth(req, resp *csta.Message) *csta.Message {
 	out := *resp
 	out.Namespace = ""
-	lineText := s.lineText
-	if line != nil && line != s.line {
-		lineText = line.URI
-	}
-	switch req.Kind {
-	case csta.KindMakeCall:
+	if req.Kind == csta.KindMakeCall {
 		// sipe keeps the callID only if deviceID is string-equal to the
 		// line it sent: echo it byte for byte.
 		out.Connection.DeviceID = req.CallingDevice.ID
 		return &out
 	}
-	show := func(pbx string) string { return s.showDevice(pbx, line, lineText) }
+	show := func(pbx string) string { return s.showDevice(pbx, nil) }
 	if out.Connection.DeviceID != "" {
 		out.Connection.DeviceID = show(out.Connection.DeviceID)
 	}
@@ -370,11 +338,13 @@ func translateList(in []csta.ConnectionListItem, show func(string) string) []cst
 	return out
 }
 
-// showDevice renders a PBX device id for this client: its own line as it
-// spells it, anything else through the display rules.
-func (s *Session) showDevice(pbx string, line *Line, lineText string) string {
-	if line != nil && pbx == line.Device {
-		return lineText
+// showDevice renders a PBX device id for this client: one of its own lines
+// as it spells it (the spelling of the monitor an event came through, else
+// of the sign-in, else as provisioned), anything else through the display
+// rules.
+func (s *Session) showDevice(pbx string, mon *monitorRef) string {
+	if mon != nil && pbx == mon.line.Device {
+		return mon.lineText
 	}
 	for _, l := range s.lines {
 		if pbx == l.Device {
@@ -396,7 +366,7 @@ func (s *Session) translateEvent(m *monitorRef, ev *csta.Message) *csta.Message 
 	out := *ev
 	out.Namespace = ""
 	out.MonitorCrossRefID = m.xref
-	show := func(pbx string) string { return s.showDevice(pbx, m.line, m.lineText) }
+	show := func(pbx string) string { return s.showDevice(pbx, m) }
 	for _, c := range out.ConnectionFields() {
 		if c.DeviceID != "" {
 			c.DeviceID = show(c.DeviceID)
@@ -441,7 +411,9 @@ func (s *Session) monitorStart(ctx context.Context, m *csta.Message, replay *[]*
 		}
 		return nil, err
 	}
-	ref := &monitorRef{s: s, xref: newXref(), line: line, lineText: m.Device.ID, w: w}
+	// Clone: a substring would pin the whole request body for the life of
+	// the monitor.
+	ref := &monitorRef{s: s, xref: newXref(), line: line, lineText: strings.Clone(m.Device.ID), w: w}
 	evs, ok := w.attach(ref)
 	if !ok {
 		return nil, errLinkDown
@@ -482,28 +454,27 @@ func (s *Session) monitorStop(m *csta.Message) (*csta.Message, error) {
 	return &csta.Message{Kind: csta.KindMonitorStopResponse}, nil
 }
 
-// features is the GetCSTAFeaturesResponse: exactly what is implemented, in
-// schema order (protocol.md §1.5.2).
-func features() *csta.Message {
-	return &csta.Message{
-		Kind: csta.KindGetCSTAFeaturesResponse,
-		SupportedServices: []csta.FeatureList{
-			{List: "capExchangeServList", Items: []string{"getCSTAFeatures"}},
-			{List: "systemStatServList", Items: []string{"requestSystemStatus", "systemStatus"}},
-			{List: "monitoringServList", Items: []string{"monitorStart", "monitorStop"}},
-			{List: "snapshotServList", Items: []string{"snapshotDevice"}},
-			{List: "callControlServList", Items: []string{"alternateCall", "answerCall", "clearCall", "clearConnection",
-				"conferenceCall", "consultationCall", "deflectCall", "holdCall", "makeCall", "reconnectCall",
-				"retrieveCall", "singleStepTransfer", "transferCall"}},
-			{List: "callAssociatedServList", Items: []string{"generateDigits"}},
-			{List: "logicalServList", Items: []string{"getDoNotDisturb", "getForwarding", "setDoNotDisturb", "setForwarding"}},
-		},
-		SupportedEvents: []csta.FeatureList{
-			{List: "callControlEvtsList", Items: []string{"conferenced", "connectionCleared", "delivered", "diverted",
-				"established", "failed", "held", "originated", "retrieved", "serviceInitiated", "transferred"}},
-			{List: "logicalEvtsList", Items: []string{"doNotDisturb", "forwarding"}},
-		},
-	}
+// featuresResponse is the GetCSTAFeaturesResponse: exactly what is
+// implemented, in schema order (protocol.md §1.5.2). Built once; never
+// modified.
+var featuresResponse = &csta.Message{
+	Kind: csta.KindGetCSTAFeaturesResponse,
+	SupportedServices: []csta.FeatureList{
+		{List: "capExchangeServList", Items: []string{"getCSTAFeatures"}},
+		{List: "systemStatServList", Items: []string{"requestSystemStatus", "systemStatus"}},
+		{List: "monitoringServList", Items: []string{"monitorStart", "monitorStop"}},
+		{List: "snapshotServList", Items: []string{"snapshotDevice"}},
+		{List: "callControlServList", Items: []string{"alternateCall", "answerCall", "clearCall", "clearConnection",
+			"conferenceCall", "consultationCall", "deflectCall", "holdCall", "makeCall", "reconnectCall",
+			"retrieveCall", "singleStepTransfer", "transferCall"}},
+		{List: "callAssociatedServList", Items: []string{"generateDigits"}},
+		{List: "logicalServList", Items: []string{"getDoNotDisturb", "getForwarding", "setDoNotDisturb", "setForwarding"}},
+	},
+	SupportedEvents: []csta.FeatureList{
+		{List: "callControlEvtsList", Items: []string{"conferenced", "connectionCleared", "delivered", "diverted",
+			"established", "failed", "held", "originated", "retrieved", "serviceInitiated", "transferred"}},
+		{List: "logicalEvtsList", Items: []string{"doNotDisturb", "forwarding"}},
+	},
 }
 
 // auditTarget names what a request acts on, for the audit line.

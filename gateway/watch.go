@@ -94,19 +94,40 @@ func (w *deviceWatch) start(ctx context.Context) {
 		w.g.log.Warn().Err(err).Str("link", k.link.Name()).Str("device", k.device).Msg("snapshot failed; call table starts empty")
 		return
 	}
+	w.reconcile(items, false)
+}
+
+// reconcile merges a snapshot of the device into the call table. When the
+// watch starts, events that arrived meanwhile know better, so only unknown
+// calls are added; after the switch lost messages (resync) the snapshot is
+// the truth: states are overwritten and calls it does not list removed.
+func (w *deviceWatch) reconcile(items []csta.SnapshotItem, resync bool) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	live := make(map[string]bool, len(items))
 	for _, it := range items {
-		if it.Connection.CallID == "" || it.LocalCallState == "" || it.LocalCallState == "null" {
+		id, st := it.Connection.CallID, it.LocalCallState
+		if id == "" || st == "" || st == "null" {
 			continue
 		}
-		if _, known := w.calls[it.Connection.CallID]; known {
-			continue // an event already told us more
+		live[id] = true
+		if e := w.calls[id]; e != nil {
+			if resync {
+				e.state = st
+			}
+			continue
 		}
 		w.seq++
-		w.calls[it.Connection.CallID] = &callEntry{state: it.LocalCallState, seq: w.seq}
+		w.calls[id] = &callEntry{state: st, seq: w.seq}
+	}
+	if resync {
+		for id := range w.calls {
+			if !live[id] {
+				delete(w.calls, id)
+			}
+		}
 	}
 	w.seeded = true
-	w.mu.Unlock()
 }
 
 // onEvent runs on the link's reader goroutine: update the call table, then
