@@ -17,6 +17,14 @@ import (
 // and 405, Accept on 415, Retry-After on 503 when given, and the CSTA
 // content headers when there is a body.
 func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, status int, reason string, body []byte, extra ...sip.Header) (*sip.Response, error) {
+	res := s.response(req, status, reason, body, extra...)
+	return res, tx.Respond(res)
+}
+
+// response builds an answer to req: Allow on 2xx and 405, Accept on 415 and
+// on a 2xx to OPTIONS or INVITE, the extra headers, and the CSTA content
+// headers when there is a body.
+func (s *Server) response(req *sip.Request, status int, reason string, body []byte, extra ...sip.Header) *sip.Response {
 	if reason == "" {
 		reason = statusText(status)
 	}
@@ -24,7 +32,7 @@ func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, status int,
 	if status/100 == 2 || status == 405 {
 		res.AppendHeader(sip.NewHeader("Allow", Allowed))
 	}
-	if status == 415 || status/100 == 2 && req.Method == sip.OPTIONS {
+	if status == 415 || status/100 == 2 && (req.Method == sip.OPTIONS || req.Method == sip.INVITE) {
 		res.AppendHeader(sip.NewHeader("Accept", ContentTypeCSTA))
 	}
 	for _, h := range extra {
@@ -36,7 +44,7 @@ func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, status int,
 		res.AppendHeader(sip.NewHeader("Content-Disposition", "signal;handling=required"))
 	}
 	res.SetBody(body)
-	return res, tx.Respond(res)
+	return res
 }
 
 func statusText(code int) string {
@@ -179,17 +187,24 @@ func unsupportedRequire(req *sip.Request) []string {
 	return out
 }
 
-func (s *Server) negotiateSE(req *sip.Request) (time.Duration, int, string, []sip.Header) {
+// timerChecks applies the session-timer rules of an INVITE or UPDATE: only
+// "timer" may be required (else 420), Session-Expires may not be below
+// Min-SE (else 422). It answers a refusal itself and returns the interval
+// to use otherwise.
+func (s *Server) timerChecks(tx sip.ServerTransaction, req *sip.Request) (time.Duration, bool) {
+	if u := unsupportedRequire(req); len(u) > 0 {
+		s.reject(tx, req, 420, "unsupported Require", sip.NewHeader("Unsupported", strings.Join(u, ", ")))
+		return 0, false
+	}
 	se := s.cfg.SessionExpires
 	if v, ok := sessionExpires(req); ok {
 		if v < s.cfg.MinSE {
-			return 0, 422, "Session-Expires below Min-SE", []sip.Header{sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second)))}
+			s.reject(tx, req, 422, "Session-Expires below Min-SE", sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second))))
+			return 0, false
 		}
-		if v < se {
-			se = v
-		}
+		se = min(se, v)
 	}
-	return se, 0, "", nil
+	return se, true
 }
 
 func timerHeaders(se time.Duration) []sip.Header {
@@ -222,13 +237,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(tx, req, 503, "draining", s.retryAfter(0))
 		return
 	}
-	if u := unsupportedRequire(req); len(u) > 0 {
-		s.reject(tx, req, 420, "unsupported Require", sip.NewHeader("Unsupported", strings.Join(u, ", ")))
-		return
-	}
-	se, st, why, hdrs := s.negotiateSE(req)
-	if st != 0 {
-		s.reject(tx, req, st, why, hdrs...)
+	se, ok := s.timerChecks(tx, req)
+	if !ok {
 		return
 	}
 	body, st, why := s.cstaBody(req)
@@ -381,22 +391,11 @@ func (s *Server) establish(d *Dialog, tx sip.ServerTransaction, req *sip.Request
 }
 
 func (s *Server) build2xx(d *Dialog, req *sip.Request, body []byte) *sip.Response {
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	extra := append([]sip.Header{d.contact.Clone()}, timerHeaders(d.SessionExpires())...)
+	res := s.response(req, 200, "", body, extra...)
 	if to := res.To(); to != nil {
 		to.Params.Add("tag", d.localTag)
 	}
-	res.AppendHeader(d.contact.Clone())
-	res.AppendHeader(sip.NewHeader("Allow", Allowed))
-	res.AppendHeader(sip.NewHeader("Accept", ContentTypeCSTA))
-	for _, h := range timerHeaders(d.SessionExpires()) {
-		res.AppendHeader(h)
-	}
-	if len(body) > 0 {
-		ct := sip.ContentTypeHeader(ContentTypeCSTA)
-		res.AppendHeader(&ct)
-		res.AppendHeader(sip.NewHeader("Content-Disposition", "signal;handling=required"))
-	}
-	res.SetBody(body)
 	return res
 }
 
@@ -458,14 +457,8 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	refresh := req.Method == sip.INVITE || req.Method == sip.UPDATE
 	var se time.Duration
 	if refresh {
-		if u := unsupportedRequire(req); len(u) > 0 {
-			s.reject(tx, req, 420, "unsupported Require", sip.NewHeader("Unsupported", strings.Join(u, ", ")))
-			return
-		}
-		var hdrs []sip.Header
-		se, st, why, hdrs = s.negotiateSE(req)
-		if st != 0 {
-			s.reject(tx, req, st, why, hdrs...)
+		var ok bool
+		if se, ok = s.timerChecks(tx, req); !ok {
 			return
 		}
 	}
