@@ -326,6 +326,7 @@ func TestInFlightRequestsFailAtOnceWhenLinkDies(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return l.Health().Outstanding == n }, time.Second, time.Millisecond)
 	start := time.Now()
+	require.NoError(t, sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultRefuse}))
 	require.NoError(t, sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultDrop}))
 	for i := 0; i < n; i++ {
 		err := <-errs
@@ -335,7 +336,32 @@ func TestInFlightRequestsFailAtOnceWhenLinkDies(t *testing.T) {
 	}
 	assert.Less(t, time.Since(start), time.Second, "in-flight requests must fail at once, not time out")
 	// And a request on the dead link fails at once too.
+	start = time.Now()
+	_, err := l.Do(context.Background(), &csta.Message{Kind: csta.KindGetDoNotDisturb, Device: csta.Dev("40001")})
+	require.ErrorIs(t, err, ErrLinkDown)
+	assert.Less(t, time.Since(start), 100*time.Millisecond)
 	sim.ClearFaults(0)
+}
+
+func TestSessionTimerResetWhateverTheTraffic(t *testing.T) {
+	sim := startSim(t, 1, func(c *ctisim.Config) { c.MaxSessionDuration = time.Second })
+	cfg := testConfig(sim, true)
+	cfg.HeartbeatInterval = 100 * time.Millisecond
+	cfg.Links[0].SessionDuration = time.Second // the switch grants 1 s: reset about every 333 ms
+	p, log := startPool(t, cfg)
+	l := p.Links()[0]
+	waitUp(t, l, 1)
+	// Keep traffic flowing, so heartbeats alone would never be sent: the
+	// session must still be reset, or the switch ends it after 1 s.
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		_, err := l.Do(context.Background(), &csta.Message{Kind: csta.KindGetDoNotDisturb, Device: csta.Dev("40001")})
+		require.NoError(t, err)
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.GreaterOrEqual(t, sim.State().Nodes[0].FramesIn["ResetApplicationSessionTimer"], uint64(4))
+	assert.EqualValues(t, 1, l.Generation(), "the application session must have survived")
+	assert.False(t, log.saw(l.Name(), StateDown))
 }
 
 func TestRequestTimeoutIsTyped(t *testing.T) {
