@@ -197,38 +197,11 @@ func newE2ELab(t *testing.T, tweaks ...func(*gateway.Config)) *e2eLab {
 	}
 
 	lab.logPath = filepath.Join(lab.dir, "cstagw.log")
-	f, err := os.Create(lab.logPath)
-	require.NoError(t, err)
-	logFile := &closableLog{f: f}
-	gw, err := gateway.New(cfg, gateway.NewLogger(cfg.Log, logFile))
-	require.NoError(t, err)
-	require.NoError(t, gw.Start())
-	lab.gw = gw
-	t.Cleanup(func() {
-		// Shutdown drains (BYE to open sessions) within its grace; bound
-		// it here too so that a gateway stuck in Shutdown fails the test
-		// instead of hanging the package until go test's own timeout.
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		stopped := make(chan struct{})
-		go func() {
-			gw.Shutdown(ctx)
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			t.Errorf("gateway Shutdown did not return within 10 s")
-		}
-		_ = logFile.Close()
-		if t.Failed() {
-			t.Logf("gateway log (tail):\n%s", tailFile(lab.logPath, 60))
-		}
-	})
+	lab.gw = startLoggedGateway(t, cfg, lab.logPath, 60)
 
 	// Ready once a CTI link is up (/readyz), so INVITEs are placed.
 	require.Eventually(t, func() bool {
-		st, _, err := httpGet("http://" + gw.AdminAddr() + "/readyz")
+		st, _, err := httpGet("http://" + lab.gw.AdminAddr() + "/readyz")
 		return err == nil && st == http.StatusOK
 	}, 15*time.Second, 25*time.Millisecond, "gateway /readyz never became ready")
 	return lab
@@ -926,4 +899,36 @@ func tailString(s string, lines int) string {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return strings.TrimSpace(l)
+}
+
+// startLoggedGateway starts a gateway logging to logPath. Cleanup shuts it
+// down, bounded so that a gateway stuck in Shutdown fails the test instead
+// of hanging the package, and prints the log's tail when the test failed.
+func startLoggedGateway(t *testing.T, cfg gateway.Config, logPath string, tailLines int) *gateway.Gateway {
+	t.Helper()
+	f, err := os.Create(logPath)
+	require.NoError(t, err)
+	logFile := &closableLog{f: f}
+	gw, err := gateway.New(cfg, gateway.NewLogger(cfg.Log, logFile))
+	require.NoError(t, err)
+	require.NoError(t, gw.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		stopped := make(chan struct{})
+		go func() {
+			gw.Shutdown(ctx)
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			t.Errorf("gateway Shutdown did not return within 10 s")
+		}
+		_ = logFile.Close()
+		if t.Failed() {
+			t.Logf("gateway log (tail):\n%s", tailFile(logPath, tailLines))
+		}
+	})
+	return gw
 }

@@ -17,7 +17,6 @@ package e2e
 // is detected dead and reconnected within a fraction of a second.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -233,31 +232,7 @@ func newScLab(t *testing.T) *scLab {
 	}
 
 	lab.logPath = filepath.Join(t.TempDir(), "cstagw.log")
-	f, err := os.Create(lab.logPath)
-	require.NoError(t, err)
-	logFile := &closableLog{f: f}
-	gw, err := gateway.New(cfg, gateway.NewLogger(cfg.Log, logFile))
-	require.NoError(t, err)
-	require.NoError(t, gw.Start())
-	lab.gw = gw
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		stopped := make(chan struct{})
-		go func() {
-			gw.Shutdown(ctx)
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			t.Errorf("gateway Shutdown did not return within 10 s")
-		}
-		_ = logFile.Close()
-		if t.Failed() {
-			t.Logf("gateway log (tail):\n%s", tailFile(lab.logPath, 80))
-		}
-	})
+	lab.gw = startLoggedGateway(t, cfg, lab.logPath, 80)
 	require.Eventually(t, func() bool {
 		ls, err := lab.linkStatus()
 		return err == nil && ls.State == ctipool.StateUp.String()
