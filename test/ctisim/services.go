@@ -61,6 +61,19 @@ func (o *op) findConn(c *call, dev string) *connection {
 
 // controllable refuses services on an external party's connection: the
 // switch cannot press buttons on a phone it does not own.
+// stationConn resolves a connection a client may act on: one of a station's,
+// not an external party's.
+func (o *op) stationConn(id csta.ConnectionID) (*connection, *csta.Error) {
+	cn, err := o.lookupConn(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := controllable(cn); err != nil {
+		return nil, err
+	}
+	return cn, nil
+}
+
 func controllable(cn *connection) *csta.Error {
 	if !cn.dev.station {
 		return errf(codeIncompatibleWithObj, "%s is an external party", cn.dev.id)
@@ -259,11 +272,8 @@ func (o *op) clear(cn *connection, cause string) {
 // ---- Basic call control ----
 
 func (o *op) answerCall(req *csta.Message) *csta.Error {
-	cn, err := o.lookupConn(req.Connection)
+	cn, err := o.stationConn(req.Connection)
 	if err != nil {
-		return err
-	}
-	if err := controllable(cn); err != nil {
 		return err
 	}
 	if cn.state != stAlerting {
@@ -306,11 +316,8 @@ func (o *op) clearWholeCall(c *call) {
 }
 
 func (o *op) holdCall(req *csta.Message) *csta.Error {
-	cn, err := o.lookupConn(req.Connection)
+	cn, err := o.stationConn(req.Connection)
 	if err != nil {
-		return err
-	}
-	if err := controllable(cn); err != nil {
 		return err
 	}
 	if cn.state != stConnected {
@@ -323,11 +330,8 @@ func (o *op) holdCall(req *csta.Message) *csta.Error {
 }
 
 func (o *op) retrieveCall(req *csta.Message) *csta.Error {
-	cn, err := o.lookupConn(req.Connection)
+	cn, err := o.stationConn(req.Connection)
 	if err != nil {
-		return err
-	}
-	if err := controllable(cn); err != nil {
 		return err
 	}
 	if cn.state != stHold {
@@ -382,11 +386,8 @@ func (o *op) reconnectCall(req *csta.Message) *csta.Error {
 // ---- Consultation, transfer, conference, deflection ----
 
 func (o *op) consultationCall(req *csta.Message) *csta.Error {
-	cn, err := o.lookupConn(req.Connection)
+	cn, err := o.stationConn(req.Connection)
 	if err != nil {
-		return err
-	}
-	if err := controllable(cn); err != nil {
 		return err
 	}
 	if cn.state != stConnected {
@@ -465,11 +466,8 @@ func (o *op) transferCall(req *csta.Message) *csta.Error {
 }
 
 func (o *op) singleStepTransfer(req *csta.Message) *csta.Error {
-	cn, err := o.lookupConn(req.ActiveCall)
+	cn, err := o.stationConn(req.ActiveCall)
 	if err != nil {
-		return err
-	}
-	if err := controllable(cn); err != nil {
 		return err
 	}
 	if cn.state != stConnected || len(cn.call.conns) < 2 {
@@ -531,11 +529,8 @@ func (o *op) conferenceCall(req *csta.Message) *csta.Error {
 }
 
 func (o *op) deflectCall(req *csta.Message) *csta.Error {
-	cn, err := o.lookupConn(req.Connection)
+	cn, err := o.stationConn(req.Connection)
 	if err != nil {
-		return err
-	}
-	if err := controllable(cn); err != nil {
 		return err
 	}
 	if cn.state != stAlerting {
@@ -559,11 +554,8 @@ func (o *op) deflectCall(req *csta.Message) *csta.Error {
 }
 
 func (o *op) generateDigits(req *csta.Message) *csta.Error {
-	cn, err := o.lookupConn(req.Connection)
+	cn, err := o.stationConn(req.Connection)
 	if err != nil {
-		return err
-	}
-	if err := controllable(cn); err != nil {
 		return err
 	}
 	if cn.state != stConnected {
