@@ -83,6 +83,18 @@ func (sw *Switch) actionConn(callID, device string) (*connection, error) {
 	return cn, nil
 }
 
+// alertingConn is actionConn for actions that need a ringing party.
+func (sw *Switch) alertingConn(callID, device string) (*connection, error) {
+	cn, err := sw.actionConn(callID, device)
+	if err != nil {
+		return nil, err
+	}
+	if cn.state != stAlerting {
+		return nil, fmt.Errorf("%w: %s is %s in call %s, not alerting", ErrConflict, cn.dev.id, cn.state, callID)
+	}
+	return cn, nil
+}
+
 // answer makes an alerting party (station or external) answer.
 func (sw *Switch) answerAction(callID, device string) error {
 	sw.mu.Lock()
@@ -90,12 +102,9 @@ func (sw *Switch) answerAction(callID, device string) error {
 	if sw.closed {
 		return ErrClosed
 	}
-	cn, err := sw.actionConn(callID, device)
+	cn, err := sw.alertingConn(callID, device)
 	if err != nil {
 		return err
-	}
-	if cn.state != stAlerting {
-		return fmt.Errorf("%w: %s is %s in call %s, not alerting", ErrConflict, cn.dev.id, cn.state, callID)
 	}
 	if cn.dev.station {
 		if other := cn.dev.talking(cn); other != nil {
@@ -114,12 +123,9 @@ func (sw *Switch) rejectAction(callID, device string) error {
 	if sw.closed {
 		return ErrClosed
 	}
-	cn, err := sw.actionConn(callID, device)
+	cn, err := sw.alertingConn(callID, device)
 	if err != nil {
 		return err
-	}
-	if cn.state != stAlerting {
-		return fmt.Errorf("%w: %s is %s in call %s, not alerting", ErrConflict, cn.dev.id, cn.state, callID)
 	}
 	o := &op{sw: sw}
 	c, d := cn.call, cn.dev
