@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -544,4 +545,50 @@ func TestAdmissionBudgetHeldUntilTheSwitchAnswers(t *testing.T) {
 	_, err := l.Snapshot(context.Background(), l.Generation(), "40300")
 	require.NoError(t, err, "places come back after the late answers")
 	assert.LessOrEqual(t, sim.State().Nodes[0].InFlightMonitorSnapshotHighWater, 2)
+}
+
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestConnectFailuresLoggedFirstAndEveryNth(t *testing.T) {
+	sim := startSim(t, 1, nil)
+	require.NoError(t, sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultRefuse}))
+	cfg := testConfig(sim, true)
+	cfg.Reconnect = ReconnectConfig{InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxRetries: 100, HoldOff: time.Hour, LogEvery: 3}
+	var out syncBuf
+	p, err := New(cfg, Options{Logger: zerolog.New(&out).Level(zerolog.DebugLevel)})
+	require.NoError(t, err)
+	p.Start()
+	t.Cleanup(p.Close)
+	count := func(level string) int {
+		n := 0
+		for _, line := range strings.Split(out.String(), "\n") {
+			if strings.Contains(line, "CTI link connect failed") && strings.Contains(line, `"level":"`+level+`"`) {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return count("error")+count("debug") >= 10 }, 5*time.Second, time.Millisecond)
+	p.Close()
+	errs, dbg := count("error"), count("debug")
+	total := errs + dbg
+	// Failures 1, 3, 6, 9...: 1 + total/3 at error level.
+	assert.Equal(t, 1+total/3, errs, "%d error and %d debug lines", errs, dbg)
+	assert.Greater(t, dbg, errs)
 }
