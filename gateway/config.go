@@ -25,6 +25,7 @@ type Config struct {
 	Admin     AdminConfig     `yaml:"admin"`
 	Log       LogConfig       `yaml:"log"`
 	Gateway   SessionConfig   `yaml:"gateway"`
+	Runtime   RuntimeConfig   `yaml:"runtime"`
 }
 
 // DirectoryConfig maps users to the line appearances they may control.
@@ -134,6 +135,7 @@ func (c Config) WithDefaults() Config {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	c.Runtime = c.Runtime.withDefaults()
 	return c
 }
 
@@ -164,6 +166,9 @@ func (c Config) Validate() error {
 	case "", "json", "console":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q: expected json or console", c.Log.Format))
+	}
+	if err := c.Runtime.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Gateway.EventQueue < 0 || c.Gateway.MaxSessions < 0 || c.Gateway.MaxSessionsPerUser < 0 {
 		errs = append(errs, errors.New("gateway: limits must be positive"))

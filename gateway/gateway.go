@@ -253,7 +253,6 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	g.perUser[s.user]++
 	g.mu.Unlock()
 	d.SetOwner(s)
-	go s.run()
 	g.metrics.sessionsOpened.Inc()
 	s.log.Info().Str("user", s.user).Str("line", line.URI).Uint64("generation", s.gen).Msg("session placed")
 	body, _ := csta.Encode(&csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: "normal"}, csta.NSEd3)
@@ -273,23 +272,12 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
 	}
 	defer s.inflight.Add(-1)
-	reply := make(chan sipstack.Reply, 1)
 	select {
 	case <-s.done:
 		return sipstack.Reply{Status: 481, End: true}
 	default:
 	}
-	// Requests are bounded by max_in_flight above, so they always fit
-	// beside the events.
-	s.inbox.forcePush(item{kind: itemRequest, req: req, reply: reply})
-	select {
-	case r := <-reply:
-		return r
-	case <-s.done:
-		return sipstack.Reply{Status: 481, End: true}
-	case <-ctx.Done():
-		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
-	}
+	return s.request(ctx, req)
 }
 
 // Ended implements sipstack.Handler.

@@ -2,50 +2,46 @@ package gateway
 
 import "sync"
 
-// mailbox is a session's bounded inbox. Unlike a buffered channel it costs
-// nothing until items arrive (a channel of event_queue items would reserve
-// tens of kilobytes per session, gigabytes at a full Lync pool's 80,000).
+// mailbox is a session's bounded inbox and its run token. An idle session
+// has no goroutine: whoever puts an item into a mailbox nobody is draining
+// takes the token and drains it (a SIP request on the goroutine sipgo gave
+// it, CTI events on a goroutine started for the burst). So 80,000 idle
+// sessions cost no stacks, and a request is handled without waking another
+// goroutine. Unlike a buffered channel the inbox costs nothing until items
+// arrive (a channel of event_queue items would reserve tens of kilobytes
+// per session).
 type mailbox struct {
-	mu     sync.Mutex
-	items  []item
-	head   int
-	max    int
-	signal chan struct{} // one pending wake-up at most
+	mu      sync.Mutex
+	items   []item
+	head    int
+	max     int
+	running bool // the token: someone is draining
 }
 
 func newMailbox(max int) *mailbox {
-	return &mailbox{max: max, signal: make(chan struct{}, 1)}
+	return &mailbox{max: max}
 }
 
-// push appends an item; false when the mailbox is full.
-func (b *mailbox) push(it item) bool {
+// push appends an item; ok is false when the mailbox is full (force
+// ignores the bound: its callers bound themselves). run is true when the
+// caller took the token and must drain.
+func (b *mailbox) push(it item, force bool) (ok, run bool) {
 	b.mu.Lock()
-	if len(b.items)-b.head >= b.max {
-		b.mu.Unlock()
-		return false
+	defer b.mu.Unlock()
+	if !force && len(b.items)-b.head >= b.max {
+		return false, false
 	}
 	b.items = append(b.items, it)
-	b.mu.Unlock()
-	select {
-	case b.signal <- struct{}{}:
-	default:
+	if b.running {
+		return true, false
 	}
-	return true
+	b.running = true
+	return true, true
 }
 
-// forcePush appends an item whatever the bound (callers bound themselves).
-func (b *mailbox) forcePush(it item) {
-	b.mu.Lock()
-	b.items = append(b.items, it)
-	b.mu.Unlock()
-	select {
-	case b.signal <- struct{}{}:
-	default:
-	}
-}
-
-// pop takes the oldest item, if any.
-func (b *mailbox) pop() (item, bool) {
+// next takes the oldest item for the token holder; when there is none it
+// gives the token back.
+func (b *mailbox) next() (item, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.head == len(b.items) {
@@ -55,17 +51,11 @@ func (b *mailbox) pop() (item, bool) {
 			b.items = b.items[:0]
 		}
 		b.head = 0
+		b.running = false
 		return item{}, false
 	}
 	it := b.items[b.head]
 	b.items[b.head] = item{}
 	b.head++
 	return it, true
-}
-
-// len is the number of waiting items.
-func (b *mailbox) len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.items) - b.head
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"runtime/debug"
@@ -93,14 +94,34 @@ const (
 	itemLink
 )
 
-// item is one thing for the session goroutine to do.
+// item is one thing for the session to do.
 type item struct {
-	kind  itemKind
-	req   *sipstack.Request
-	reply chan sipstack.Reply
-	ev    *csta.Message
-	mon   *monitorRef
-	link  ctipool.LinkState
+	kind itemKind
+	p    *pending
+	ev   *csta.Message
+	mon  *monitorRef
+	link ctipool.LinkState
+}
+
+// Waiter states of a pending request.
+const (
+	waiting int32 = iota
+	answered
+	abandoned
+)
+
+// pending is a SIP request queued on a session and the goroutine waiting
+// for its answer. When another goroutine holds the run token and answers
+// it, the token goes with the answer: the waiter writes the response and
+// only then runs what the request caused and what queued behind it, so
+// nothing overtakes a response (protocol.md §1.4) and nobody waits on a
+// timer for it.
+type pending struct {
+	req    *sipstack.Request
+	state  atomic.Int32
+	reply  chan struct{} // closed when rep is set and the token handed over
+	rep    sipstack.Reply
+	replay []*replayed
 }
 
 // monitorRef is one northbound monitor of a session.
@@ -178,76 +199,128 @@ func (s *Session) deliver(it item) {
 		return
 	default:
 	}
-	if !s.inbox.push(it) {
+	ok, run := s.inbox.push(it, false)
+	if !ok {
 		s.g.metrics.slowClients.Inc()
 		s.log.Warn().Int("queue", s.inbox.max).Msg("client's event queue is full: ending its session")
 		go s.close(CloseSlowClient, true)
+		return
+	}
+	if run {
+		go s.drain(nil)
 	}
 }
 
-// run is the session goroutine.
-func (s *Session) run() {
+// request queues a SIP request behind whatever the session has to do and
+// waits for its answer, draining the inbox itself when nobody else is.
+// The reply it returns carries the run token in Sent.
+func (s *Session) request(ctx context.Context, req *sipstack.Request) sipstack.Reply {
+	p := &pending{req: req, reply: make(chan struct{})}
+	// Requests are bounded by max_in_flight, so they always fit beside
+	// the events.
+	if _, run := s.inbox.push(item{kind: itemRequest, p: p}, true); run && s.drain(p) {
+		return s.withToken(p)
+	}
+	var gaveUp sipstack.Reply
+	select {
+	case <-p.reply:
+		return s.withToken(p)
+	case <-s.done:
+		gaveUp = sipstack.Reply{Status: 481, End: true}
+	case <-ctx.Done():
+		gaveUp = sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	}
+	if p.state.CompareAndSwap(waiting, abandoned) {
+		return gaveUp
+	}
+	<-p.reply // answered meanwhile: the token is ours
+	return s.withToken(p)
+}
+
+// withToken returns p's answer; once it is on the wire, Sent runs what the
+// request caused and drains the rest of the inbox.
+func (s *Session) withToken(p *pending) sipstack.Reply {
+	rep := p.rep
+	rep.Sent = func() {
+		s.finish(p)
+		s.drain(nil)
+	}
+	return rep
+}
+
+// drain runs the session's items in order while holding the run token.
+// It returns true, still holding the token, when it has answered own (the
+// caller's request). Otherwise it returns once it has given the token back
+// (inbox empty), handed it to another request's waiter, or found the
+// session closed (a closed session keeps the token and never runs again).
+func (s *Session) drain(own *pending) bool {
 	for {
 		select {
 		case <-s.done:
-			return
-		case <-s.inbox.signal:
-			for {
-				it, ok := s.inbox.pop()
-				if !ok {
-					break
-				}
-				s.process(it)
-				select {
-				case <-s.done:
-					return
-				default:
-				}
-			}
+			return false
+		default:
 		}
+		it, ok := s.inbox.next()
+		if !ok {
+			return false
+		}
+		if it.kind != itemRequest {
+			s.process(it)
+			continue
+		}
+		p := it.p
+		s.answer(p)
+		if p == own {
+			return true
+		}
+		if p.state.CompareAndSwap(waiting, answered) {
+			close(p.reply)
+			return false
+		}
+		s.finish(p) // its waiter gave up: nobody will send the response
+	}
+}
+
+// answer handles a request and sets its reply.
+func (s *Session) answer(p *pending) {
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug in one session must not take the gateway down: answer
+			// the request, end this session.
+			s.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic in session: closing it")
+			p.rep = sipstack.Reply{Status: 500, RetryAfter: time.Second}
+			p.replay = nil
+			go s.close(CloseInternal, true)
+		}
+	}()
+	p.rep = s.handle(p.req, &p.replay)
+}
+
+// finish runs what an answered request leaves to do once its response is
+// on the wire: end a stale session, or send the replayed call state.
+func (s *Session) finish(p *pending) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	if p.rep.End {
+		s.close(CloseStale, false)
+		return
+	}
+	for _, r := range p.replay {
+		s.sendEvent(r.mon, r.ev)
 	}
 }
 
 func (s *Session) process(it item) {
 	defer func() {
 		if r := recover(); r != nil {
-			// A bug in one session must not take the gateway down: answer
-			// the request (if that is what failed), end this session.
 			s.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic in session: closing it")
-			if it.kind == itemRequest {
-				select {
-				case it.reply <- sipstack.Reply{Status: 500, RetryAfter: time.Second}:
-				default:
-				}
-			}
 			go s.close(CloseInternal, true)
 		}
 	}()
 	switch it.kind {
-	case itemRequest:
-		sent := make(chan struct{})
-		var replay []*replayed
-		rep := s.handle(it.req, &replay)
-		rep.Sent = func() { close(sent) }
-		it.reply <- rep
-		// Hold everything else (events it caused, replays) until the
-		// response is on the wire (protocol.md §1.4).
-		t := time.NewTimer(2 * time.Second)
-		select {
-		case <-sent:
-		case <-t.C:
-		case <-s.done:
-			t.Stop()
-			return
-		}
-		t.Stop()
-		if rep.End {
-			s.close(CloseStale, false)
-			return
-		}
-		for _, r := range replay {
-			s.sendEvent(r.mon, r.ev)
-		}
 	case itemEvent:
 		if !it.mon.dead {
 			s.sendEvent(it.mon, it.ev)

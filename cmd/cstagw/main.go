@@ -53,6 +53,8 @@ func main() {
 	}
 
 	log := gateway.NewLogger(cfg.Log, os.Stderr)
+	gcPercent, memLimit := gateway.ApplyRuntime(cfg.Runtime)
+	log.Info().Int("gc_percent", gcPercent).Int64("memory_limit", memLimit).Msg("garbage collector")
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cstagw: %v\n", err)
