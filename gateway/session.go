@@ -207,7 +207,10 @@ func (s *Session) deliver(it item) {
 		return
 	}
 	if run {
-		go s.drain(nil)
+		go func() {
+			sipstack.GrowStack(int(it.kind))
+			s.drain(nil)
+		}()
 	}
 }
 
