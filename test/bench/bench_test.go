@@ -37,8 +37,9 @@ type benchGW struct {
 }
 
 // startBenchGW runs ctisim and a gateway with users u1..uN (line = station
-// 100000+i) plus extra, and a TCP client with conns connections.
-func startBenchGW(b *testing.B, users int, extra []gateway.UserConfig, conns int) *benchGW {
+// 100000+i) plus extra, and a client with conns connections (network tcp)
+// or sockets (udp).
+func startBenchGW(b *testing.B, network string, users int, extra []gateway.UserConfig, conns int) *benchGW {
 	b.Helper()
 	scfg := ctisim.DefaultConfig()
 	scfg.Stations = stationRange
@@ -50,7 +51,7 @@ func startBenchGW(b *testing.B, users int, extra []gateway.UserConfig, conns int
 		b.Fatal(err)
 	}
 	cfg := gateway.Config{
-		SIP: sipstack.Config{Listen: []string{"tcp:127.0.0.1:0"}, TrustedHosts: []string{"127.0.0.0/8"}},
+		SIP: sipstack.Config{Listen: []string{network + ":127.0.0.1:0"}, TrustedHosts: []string{"127.0.0.0/8"}},
 		CTI: ctipool.Config{HeartbeatInterval: 10 * time.Second, RequestTimeout: 5 * time.Second,
 			Links: []ctipool.LinkConfig{{Name: "cti-a", Address: sim.Addrs()[0], AppSession: true}}},
 		Admin: gateway.AdminConfig{Listen: "off"},
@@ -72,7 +73,7 @@ func startBenchGW(b *testing.B, users int, extra []gateway.UserConfig, conns int
 	if err := waitFor(10*time.Second, "CTI link up", func() bool { return gw.Pool().AnyUp() }); err != nil {
 		b.Fatal(err)
 	}
-	cl, err := NewClient(ClientOptions{Network: "tcp", Gateway: gw.SIPAddr("tcp"), Conns: conns, AnswerEvents: true})
+	cl, err := NewClient(ClientOptions{Network: network, Gateway: gw.SIPAddr(network), Conns: conns, AnswerEvents: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,9 +122,15 @@ func byeAll(ss []*Session) {
 
 // BenchmarkGatewayRequest: GetDoNotDisturb INFOs on 64 sessions over 2 TCP
 // connections, 32 in flight.
-func BenchmarkGatewayRequest(b *testing.B) {
+func BenchmarkGatewayRequest(b *testing.B) { benchRequests(b, "tcp") }
+
+// BenchmarkGatewayRequestUDP: the same over 2 UDP sockets (sipgo keeps a
+// server transaction per request for 32 s).
+func BenchmarkGatewayRequestUDP(b *testing.B) { benchRequests(b, "udp") }
+
+func benchRequests(b *testing.B, network string) {
 	const n = 64
-	bg := startBenchGW(b, n, nil, 2)
+	bg := startBenchGW(b, network, n, nil, 2)
 	ss := make([]*Session, n)
 	for i := range ss {
 		ss[i] = bg.cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
@@ -162,7 +169,7 @@ func BenchmarkGatewayRequest(b *testing.B) {
 // sign-out (BYE) per op, 16 at a time.
 func BenchmarkGatewaySignIn(b *testing.B) {
 	const n = 256
-	bg := startBenchGW(b, n, nil, 2)
+	bg := startBenchGW(b, "tcp", n, nil, 2)
 	ss := make([]*Session, n)
 	for i := range ss {
 		ss[i] = bg.cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
@@ -209,7 +216,7 @@ func BenchmarkGatewayEventFanout(b *testing.B) {
 	const fan = 8
 	dev := station(99000)
 	user := gateway.UserConfig{URI: "sip:fan@" + benchDomain, Lines: []gateway.LineConfig{{Line: lineURI(99000), Device: dev}}}
-	bg := startBenchGW(b, 0, []gateway.UserConfig{user}, 1)
+	bg := startBenchGW(b, "tcp", 0, []gateway.UserConfig{user}, 1)
 	ss := make([]*Session, fan)
 	for i := range ss {
 		ss[i] = bg.cl.NewSession(i, user.URI, lineURI(99000))
