@@ -16,17 +16,26 @@ import (
 	"github.com/cstagw/cstagw/csta"
 )
 
-// conn is one generation of a link: one TCP/TLS connection, one reader, one
-// writer, a bounded send queue and the requests outstanding on it. When it
-// dies every outstanding request fails at once and every monitor ends.
+// conn is one generation of a link: one TCP/TLS connection, one reader, a
+// bounded send queue and the requests outstanding on it. When it dies every
+// outstanding request fails at once and every monitor ends.
 type conn struct {
-	link  *Link
-	nc    net.Conn
-	gen   uint64
-	opts  csta.FrameOptions
-	log   zerolog.Logger
-	sendq chan []byte
-	done  chan struct{} // closed when the connection is dead
+	link *Link
+	nc   net.Conn
+	gen  uint64
+	opts csta.FrameOptions
+	log  zerolog.Logger
+	done chan struct{} // closed when the connection is dead
+
+	// The send queue has no goroutine of its own: whoever queues a frame
+	// while nobody is writing takes the write token and writes, together,
+	// every frame queued meanwhile (one syscall for a burst), so a request
+	// costs no wake-up of a writer.
+	wmu     sync.Mutex
+	wq      [][]byte
+	spare   [][]byte
+	writing bool
+	bw      *bufio.Writer // the token holder's
 
 	ns        string // CSTA namespace in use (negotiated)
 	sessionID string
@@ -75,7 +84,7 @@ func newConn(l *Link, nc net.Conn, opts csta.FrameOptions) *conn {
 		nc:          nc,
 		opts:        opts,
 		log:         l.log,
-		sendq:       make(chan []byte, l.cfg.SendQueue),
+		bw:          bufio.NewWriterSize(nc, 32<<10),
 		done:        make(chan struct{}),
 		budget:      make(chan struct{}, l.cfg.AdmissionBudget),
 		outstanding: make(map[int]*pending),
@@ -89,11 +98,10 @@ func newConn(l *Link, nc net.Conn, opts csta.FrameOptions) *conn {
 	return c
 }
 
-// start launches the reader and writer goroutines.
+// start launches the reader goroutine.
 func (c *conn) start(wg *sync.WaitGroup) {
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); c.readLoop() }()
-	go func() { defer wg.Done(); c.writeLoop() }()
 }
 
 // fail marks the connection dead (once), closes the socket, fails every
@@ -135,34 +143,65 @@ func (c *conn) isDead() bool {
 	}
 }
 
-func (c *conn) writeLoop() {
-	bw := bufio.NewWriterSize(c.nc, 32<<10)
+// enqueue queues a frame; ok is false when the queue is full. write is
+// true when the caller took the write token and must call flush.
+func (c *conn) enqueue(f []byte) (ok, write bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.wq) >= c.link.cfg.SendQueue {
+		return false, false
+	}
+	c.wq = append(c.wq, f)
+	if c.writing {
+		return true, false
+	}
+	c.writing = true
+	return true, true
+}
+
+// flush writes, as the token holder, everything queued until the queue is
+// empty, then gives the token back. A write error or a peer that does not
+// read within write_timeout kills the connection.
+func (c *conn) flush() {
 	for {
-		var f []byte
-		select {
-		case <-c.done:
-			return
-		case f = <-c.sendq:
-		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.link.cfg.WriteTimeout))
-		if _, err := bw.Write(f); err != nil {
-			c.fail(fmt.Errorf("write: %w", err))
+		c.wmu.Lock()
+		batch := c.wq
+		if len(batch) == 0 {
+			c.writing = false
+			c.wmu.Unlock()
 			return
 		}
-		putFrameBuf(f)
-		// Coalesce what is already queued into one write.
-		for n := len(c.sendq); n > 0; n-- {
-			f = <-c.sendq
-			if _, err := bw.Write(f); err != nil {
-				c.fail(fmt.Errorf("write: %w", err))
-				return
+		c.wq, c.spare = c.spare[:0], nil
+		c.wmu.Unlock()
+
+		err := c.nc.SetWriteDeadline(time.Now().Add(c.link.cfg.WriteTimeout))
+		for i, f := range batch {
+			if err == nil {
+				_, err = c.bw.Write(f)
 			}
 			putFrameBuf(f)
+			batch[i] = nil
 		}
-		if err := bw.Flush(); err != nil {
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		if err != nil {
 			c.fail(fmt.Errorf("write: %w", err))
+			// Dead: drop what is queued (its requests failed with the
+			// connection) and keep the token, so nothing writes again.
+			c.wmu.Lock()
+			for _, f := range c.wq {
+				putFrameBuf(f)
+			}
+			c.wq = nil
+			c.wmu.Unlock()
 			return
 		}
+		c.wmu.Lock()
+		if cap(batch) <= 256 {
+			c.spare = batch[:0]
+		}
+		c.wmu.Unlock()
 	}
 }
 
@@ -297,10 +336,14 @@ func (c *conn) sendReply(id int, m *csta.Message) {
 		c.log.Error().Err(err).Msg("cannot encode reply to the CTI server")
 		return
 	}
-	select {
-	case c.sendq <- f:
-	default:
+	ok, write := c.enqueue(f)
+	if !ok {
+		putFrameBuf(f)
 		c.fail(ErrQueueFull)
+		return
+	}
+	if write {
+		go c.flush() // the reader never blocks on a write
 	}
 }
 
@@ -346,20 +389,22 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 		c.mu.Unlock()
 		return fail(err)
 	}
-	c.outstanding[id] = p
 	// Enqueue under the lock so that Profile B's fifo order is the wire
 	// order.
-	select {
-	case c.sendq <- f:
-		if c.opts.Profile == csta.ProfileB {
-			c.fifo = append(c.fifo, id)
-		}
-	default:
-		delete(c.outstanding, id)
+	ok, write := c.enqueue(f)
+	if !ok {
 		c.mu.Unlock()
+		putFrameBuf(f)
 		return fail(fmt.Errorf("link %s: %w", c.link.lc.Name, ErrQueueFull))
 	}
+	c.outstanding[id] = p
+	if c.opts.Profile == csta.ProfileB {
+		c.fifo = append(c.fifo, id)
+	}
 	c.mu.Unlock()
+	if write {
+		c.flush()
+	}
 
 	t := time.NewTimer(c.link.cfg.RequestTimeout)
 	defer t.Stop()

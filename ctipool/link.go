@@ -277,15 +277,14 @@ func (l *Link) bootstrap(ctx context.Context, c *conn) error {
 	return nil
 }
 
-// serve runs the heartbeat ticker until the connection dies or ctx ends.
+// serve runs the heartbeat checks until the connection dies or ctx ends.
 func (l *Link) serve(ctx context.Context, c *conn) {
-	// Tick finely: a silent link is declared dead at most a twentieth of
-	// an interval after its two intervals of silence.
-	period := l.cfg.HeartbeatInterval / 20
-	if period < time.Millisecond {
-		period = time.Millisecond
-	}
-	t := time.NewTicker(period)
+	// Check a twentieth of an interval apart, and exactly when two
+	// intervals of silence will have passed: a silent link is declared
+	// dead on time, not up to a tick late.
+	h := l.cfg.HeartbeatInterval
+	period := max(h/20, time.Millisecond)
+	t := time.NewTimer(period)
 	defer t.Stop()
 	for {
 		select {
@@ -299,8 +298,14 @@ func (l *Link) serve(ctx context.Context, c *conn) {
 		case <-ctx.Done():
 			l.shutdown(c)
 			return
-		case now := <-t.C:
+		case <-t.C:
+			now := time.Now()
 			l.tick(c, now)
+			next := period
+			if dead := time.Unix(0, c.lastRx.Load()).Add(2 * h).Sub(now); dead > 0 && dead < next {
+				next = dead
+			}
+			t.Reset(next)
 		}
 	}
 }
