@@ -3,8 +3,10 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
+	rtmetrics "runtime/metrics"
 	"time"
 
 	"github.com/cstagw/cstagw/ctipool"
@@ -158,5 +160,44 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "# HELP cstagw_link_outstanding CTI requests awaiting an answer.\n# TYPE cstagw_link_outstanding gauge\n")
 	for _, l := range st.Links {
 		fmt.Fprintf(w, "cstagw_link_outstanding{link=%q} %d\n", l.Name, l.Outstanding)
+	}
+	writeRuntimeMetrics(w)
+}
+
+// goMetrics are the Go runtime figures an operator sizes memory with, read
+// through runtime/metrics (no stop-the-world, unlike ReadMemStats).
+var goMetrics = []struct {
+	name, sample, help string
+	counter            bool
+}{
+	{"go_goroutines", "/sched/goroutines:goroutines", "Goroutines that currently exist.", false},
+	{"go_gc_heap_live_bytes", "/gc/heap/live:bytes", "Heap memory occupied by live objects at the last collection.", false},
+	{"go_memory_total_bytes", "/memory/classes/total:bytes", "All memory mapped by the Go runtime (an upper bound on RSS).", false},
+	{"go_gc_cycles_total", "/gc/cycles/total:gc-cycles", "Completed garbage collection cycles.", true},
+	{"go_gc_gogc_percent", "/gc/gogc:percent", "GOGC in force (runtime.gc_percent).", false},
+	{"go_gc_gomemlimit_bytes", "/gc/gomemlimit:bytes", "GOMEMLIMIT in force (runtime.memory_limit).", false},
+}
+
+func writeRuntimeMetrics(w io.Writer) {
+	samples := make([]rtmetrics.Sample, len(goMetrics))
+	for i, m := range goMetrics {
+		samples[i].Name = m.sample
+	}
+	rtmetrics.Read(samples)
+	for i, m := range goMetrics {
+		var v float64
+		switch samples[i].Value.Kind() {
+		case rtmetrics.KindUint64:
+			v = float64(samples[i].Value.Uint64())
+		case rtmetrics.KindFloat64:
+			v = samples[i].Value.Float64()
+		default:
+			continue // not in this Go version
+		}
+		if m.counter {
+			writeCounter(w, m.name, m.help, uint64(v))
+		} else {
+			writeGauge(w, m.name, m.help, v)
+		}
 	}
 }

@@ -49,6 +49,9 @@ func TestAdminEndpoints(t *testing.T) {
 		`(?m)^cstagw_requests_total\{service="MonitorStart",result="ok"\} 1$`,
 		`(?m)^cstagw_link_up\{link="cti-a"\} 1$`,
 		`(?m)^cstagw_stale_481_total 0$`,
+		`(?m)^go_goroutines [1-9][0-9]*$`,
+		`(?m)^go_gc_heap_live_bytes [0-9.e+]+$`,
+		`(?m)^go_gc_gogc_percent [0-9]+$`,
 	} {
 		assert.Regexp(t, regexp.MustCompile(re), body)
 	}

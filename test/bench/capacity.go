@@ -71,10 +71,15 @@ type CapStep struct {
 	GWMonitors     int         `json:"gateway_link_monitors"`
 	GWRSSMB        float64     `json:"gateway_rss_mb"`
 	GWRSSPerSessKB float64     `json:"gateway_rss_per_session_kb"`
-	GWThreads      int         `json:"gateway_threads"`
-	GWCPUPerSignIn float64     `json:"gateway_cpu_us_per_sign_in"`
-	SimRSSMB       float64     `json:"ctisim_rss_mb"`
-	GenRSSMB       float64     `json:"generator_rss_mb"`
+	// GWLiveMB is the Go heap live at the gateway's last collection
+	// (go_gc_heap_live_bytes): the sessions' own cost, without the garbage
+	// a GOGC of 400 lets accumulate between collections.
+	GWLiveMB        float64 `json:"gateway_live_heap_mb"`
+	GWLivePerSessKB float64 `json:"gateway_live_heap_per_session_kb"`
+	GWThreads       int     `json:"gateway_threads"`
+	GWCPUPerSignIn  float64 `json:"gateway_cpu_us_per_sign_in"`
+	SimRSSMB        float64 `json:"ctisim_rss_mb"`
+	GenRSSMB        float64 `json:"generator_rss_mb"`
 }
 
 // CapResult is one transport's capacity run.
@@ -82,6 +87,7 @@ type CapResult struct {
 	Network         string    `json:"network"`
 	Conns           int       `json:"connections"`
 	BaseRSSMB       float64   `json:"gateway_baseline_rss_mb"`
+	BaseLiveMB      float64   `json:"gateway_baseline_live_heap_mb"`
 	Steps           []CapStep `json:"steps"`
 	Reached         int       `json:"sessions_reached"`
 	SettledRSSMB    float64   `json:"gateway_rss_after_settle_mb,omitempty"`
@@ -114,6 +120,14 @@ func (e *Env) capacity(network string, steps []int, settle time.Duration) (*CapR
 	}
 	defer rig.Stop()
 	res := &CapResult{Network: network, Conns: e.Conns, BaseRSSMB: mb(rig.GWBase.RSSKB)}
+	liveMB := func() float64 {
+		m, err := rig.Metrics()
+		if err != nil {
+			return 0
+		}
+		return m["go_gc_heap_live_bytes"] / (1 << 20)
+	}
+	res.BaseLiveMB = liveMB()
 	cl, err := NewClient(ClientOptions{Network: network, Gateway: rig.SIPAddr, Conns: e.Conns, LocalIPs: e.LocalIPs, AnswerEvents: e.AnswerEvents})
 	if err != nil {
 		return nil, err
@@ -144,13 +158,15 @@ func (e *Env) capacity(network string, steps []int, settle time.Duration) (*CapR
 				step.GWMonitors += l.Monitors
 			}
 		}
+		step.GWLiveMB = liveMB()
 		if step.GWSessions > 0 {
 			step.GWRSSPerSessKB = float64(gw.RSSKB-rig.GWBase.RSSKB) / float64(step.GWSessions)
+			step.GWLivePerSessKB = (step.GWLiveMB - res.BaseLiveMB) * 1024 / float64(step.GWSessions)
 		}
 		res.Steps = append(res.Steps, step)
 		res.Reached = step.GWSessions
-		e.logf("capacity/%s: %d sessions held (%d signed in now, %d failed: %s), gateway RSS %.0f MB (%.1f KB/session), %.0f sign-ins/s, %.0f µs CPU per sign-in",
-			network, step.GWSessions, st.OK, st.Attempted-st.OK, fmtCounts(st.Failed), step.GWRSSMB, step.GWRSSPerSessKB, st.PerSecond, step.GWCPUPerSignIn)
+		e.logf("capacity/%s: %d sessions held (%d signed in now, %d failed: %s), gateway RSS %.0f MB (%.1f KB/session), live heap %.0f MB (%.1f KB/session), %.0f sign-ins/s, %.0f µs CPU per sign-in",
+			network, step.GWSessions, st.OK, st.Attempted-st.OK, fmtCounts(st.Failed), step.GWRSSMB, step.GWRSSPerSessKB, step.GWLiveMB, step.GWLivePerSessKB, st.PerSecond, step.GWCPUPerSignIn)
 		if !rig.GW.Alive() {
 			res.Problems = append(res.Problems, fmt.Sprintf("gateway exited during the %d step: %v", target, rig.GW.ExitErr()))
 			break
@@ -216,6 +232,12 @@ func (e *Env) capacity(network string, steps []int, settle time.Duration) (*CapR
 	res.Events = cl.EventsRx.Load() + cl.SysStatusRx.Load()
 	res.Byes = cl.ByeRx.Load()
 	res.Problems = append(res.Problems, e.scanLog(rig.GW.Log, "capacity/"+network)...)
+	if network == "udp" {
+		// Before the shutdown: the socket goes with the process.
+		_, ps, _ := strings.Cut(rig.SIPAddr, ":")
+		port, _ := strconv.Atoi(ps)
+		res.GWUDPDrops = udpDrops(port)
+	}
 	// Graceful shutdown with every session open: SIGTERM, then how long
 	// until the process is gone and how many BYEs reached the clients.
 	if rig.GW.Alive() && !(e.Quick && network == "udp") {
@@ -240,11 +262,6 @@ func (e *Env) capacity(network string, steps []int, settle time.Duration) (*CapR
 		e.logf("capacity/%s: SIGTERM → exit in %.1fs, %d BYEs received", network, res.ShutdownSeconds, res.ShutdownByes)
 	}
 	res.Retransmits = cl.Retransmits.Load()
-	if network == "udp" {
-		_, ps, _ := strings.Cut(rig.SIPAddr, ":")
-		port, _ := strconv.Atoi(ps)
-		res.GWUDPDrops = udpDrops(port)
-	}
 	res.Timeouts = cl.Timeouts.Load()
 	return res, nil
 }

@@ -187,10 +187,18 @@ func (r *Report) table() string {
 
 func (r *Report) addCapacity(c *CapResult) {
 	ph := "capacity/" + c.Network
-	for _, s := range c.Steps {
+	for i, s := range c.Steps {
 		r.row(ph, fmt.Sprintf("sessions held (step %d)", s.Target), float64(s.GWSessions), "", "", ptr(s.GWSessions == s.Target))
 		r.row(ph, fmt.Sprintf("gateway RSS at %d", s.GWSessions), s.GWRSSMB, "MB", "", nil)
-		r.row(ph, fmt.Sprintf("RSS per session at %d", s.GWSessions), s.GWRSSPerSessKB, "KB", "≤ 26 KB (2 GiB/80k)", ptr(s.GWRSSPerSessKB <= 2*1024*1024/80000.0))
+		// The target is on the top step: below it the RSS holds garbage
+		// the collector (GOGC 400, soft limit) has had no reason to free.
+		var perSessOK *bool
+		if i == len(c.Steps)-1 {
+			perSessOK = ptr(s.GWRSSPerSessKB <= 2*1024*1024/80000.0)
+		}
+		r.row(ph, fmt.Sprintf("RSS per session at %d", s.GWSessions), s.GWRSSPerSessKB, "KB", "≤ 26 KB (2 GiB/80k)", perSessOK)
+		r.row(ph, fmt.Sprintf("  Go live heap at %d", s.GWSessions), s.GWLiveMB, "MB", "", nil)
+		r.row(ph, fmt.Sprintf("  Go live heap per session at %d", s.GWSessions), s.GWLivePerSessKB, "KB", "", nil)
 		r.row(ph, fmt.Sprintf("sign-in rate, step %d", s.Target), s.SignIn.PerSecond, "/s", "", nil)
 		r.row(ph, fmt.Sprintf("gateway CPU per sign-in, step %d", s.Target), s.GWCPUPerSignIn, "µs", "", nil)
 	}
@@ -371,7 +379,7 @@ func (r *Report) addGoBench(g *GoBenchResult) {
 func methodNotes(c PhaseConfig, e *Env) []string {
 	return []string{
 		fmt.Sprintf("processes: cstagw (built from ./cmd/cstagw, generated config) and ctisim (./cmd/ctisim) run as separate processes; CPU = utime+stime from /proc/PID/stat (USER_HZ %.0f), RSS = VmRSS from /proc/PID/status. The load generator is this process: raw SIP over %d TCP connections / UDP sockets from 127.0.0.2.., answering event INFOs 200: %v.", clkTck, e.Conns, e.AnswerEvents),
-		"capacity: a session = INVITE (RequestSystemStatus with lcs:line) + ACK + MonitorStart INFO, one user per line/station; RSS per session = (RSS − RSS before any session) / sessions held (gateway /status); the baseline includes the generated directory.",
+		"capacity: a session = INVITE (RequestSystemStatus with lcs:line) + ACK + MonitorStart INFO, one user per line/station; RSS per session = (RSS − RSS before any session) / sessions held (gateway /status); the baseline includes the generated directory. The gateway runs with its default runtime.gc_percent 400 and a 1536 MiB soft memory limit, so below the top step the RSS also holds garbage not yet collected: the pass/fail is on the top step, and the Go live heap at the last collection (go_gc_heap_live_bytes from /metrics) gives the sessions' own cost at every step.",
 		fmt.Sprintf("cost: gateway CPU delta over a steady %v window (after a warm-up) ÷ requests completed (or event INFOs received) in that window; requests at %.0f/s round robin over the sessions; events from %.0f calls/s placed and hung up through ctisim's control API between pairs of monitored stations.", c.CostWindow, c.CostRate, c.CallRate),
 		fmt.Sprintf("Kamailio: the same GetDoNotDisturb INFO at the same rate, sipp UAC → Kamailio 5.6 (stateful t_relay, -x tlsf, minimal config) → sipp UAS answering 200 with a GetDoNotDisturbResponse body; CPU of the main process and every forked worker, idle consumption subtracted, ÷ sipp's successful transactions."),
 		"latency: ramp GetDoNotDisturb over TCP ×1.4 per step until a step fails (" + latCriteria + "), one refinement step; then windows at 50 % and 90 % of the highest sustained rate. Gateway-added = client RTT percentile − the percentile of the same request written straight to ctisim at the same rate.",
