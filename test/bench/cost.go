@@ -443,11 +443,26 @@ func (e *Env) profile(rig *Rig, cl *Client, ss []*Session, pairs [][2]int, cfg P
 	wg.Wait()
 	d.close()
 	res.ProfileWindow = &w
+
+	// Events alone: the fan-out path without requests beside it.
+	evPath := filepath.Join(dir, "gateway-cpu-events.pb.gz")
+	e.logf("pprof: profiling the gateway for %ds under %.0f calls/s alone", secs, cfg.CallRate)
+	d = newCallDriver(rig.SimCtl, pairs, 300*time.Millisecond)
+	var evErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		time.Sleep(time.Second)
+		evErr = fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", rig.PprofAddr, secs), evPath)
+	}()
+	pace(cfg.CallRate, time.Duration(secs+1)*time.Second, nil, d.place)
+	wg.Wait()
+	d.close()
 	heapPath := filepath.Join(dir, "gateway-heap.pb.gz")
 	allocsPath := filepath.Join(dir, "gateway-allocs.pb.gz")
 	mutexPath := filepath.Join(dir, "gateway-mutex.pb.gz")
 	goPath := filepath.Join(dir, "gateway-goroutines.txt")
-	errs := []error{cpuErr,
+	errs := []error{cpuErr, evErr,
 		fetch("http://"+rig.PprofAddr+"/debug/pprof/heap", heapPath),
 		fetch("http://"+rig.PprofAddr+"/debug/pprof/allocs", allocsPath),
 		fetch("http://"+rig.PprofAddr+"/debug/pprof/mutex", mutexPath),
@@ -460,6 +475,7 @@ func (e *Env) profile(rig *Rig, cl *Client, ss []*Session, pairs [][2]int, cfg P
 	for _, p := range []struct{ prof, opt, out string }{
 		{cpuPath, "", "gateway-cpu-top.txt"},
 		{cpuPath, "-cum", "gateway-cpu-cum.txt"},
+		{evPath, "-cum", "gateway-cpu-events-cum.txt"},
 		{allocsPath, "-sample_index=alloc_space", "gateway-allocs-top.txt"},
 		{heapPath, "-sample_index=inuse_space", "gateway-heap-top.txt"},
 		{mutexPath, "", "gateway-mutex-top.txt"},
@@ -478,7 +494,7 @@ func (e *Env) profile(rig *Rig, cl *Client, ss []*Session, pairs [][2]int, cfg P
 		_ = os.WriteFile(path, out, 0o644)
 		e.report.Profiles = append(e.report.Profiles, path)
 	}
-	e.report.Profiles = append(e.report.Profiles, cpuPath, heapPath, allocsPath, mutexPath, goPath)
+	e.report.Profiles = append(e.report.Profiles, cpuPath, evPath, heapPath, allocsPath, mutexPath, goPath)
 	e.logf("pprof: profiles in %s (go tool pprof %s %s)", dir, e.GWBin, cpuPath)
 }
 
