@@ -205,8 +205,16 @@ func TestSilentLinkDeadWithinTwoIntervals(t *testing.T) {
 	p, log := startPool(t, cfg)
 	l := p.Links()[0]
 	waitUp(t, l, 1)
+	// Traffic right up to the fault, so the silence starts with it.
+	for range 20 {
+		_, err := l.DoGen(context.Background(), 1, &csta.Message{Kind: csta.KindRequestSystemStatus})
+		require.NoError(t, err)
+	}
+	faultAt := time.Now()
 	require.NoError(t, sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultSilent, Duration: 2 * time.Second}))
 	require.Eventually(t, func() bool { return log.saw(l.Name(), StateDown) }, 5*time.Second, time.Millisecond)
+	took := time.Since(faultAt)
+	t.Logf("silent fault → down after %v (heartbeat interval %v)", took, cfg.HeartbeatInterval)
 	// The link records how long it had been silent when it gave up: two
 	// intervals, plus at most one tick (interval/8) and scheduling slack.
 	silence := log.silence(l.Name())

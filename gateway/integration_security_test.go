@@ -813,10 +813,16 @@ func TestAuditLog(t *testing.T) {
 	check(act(d, clearConnection(bobCall, lineBob), errInvalidConn), userAlice, lineAlice, "ClearConnection", errInvalidConn, "call "+bobCall)
 	check(act(d, monitorStop(db.xref), errInvalidXref), userAlice, lineAlice, "MonitorStop", errInvalidXref, "monitor "+db.xref)
 	assert.Equal(t, "connected", connState(e.sim, bobCall, devBob))
+	// A query that succeeds changes nothing: no audit line at info level;
+	// a refused one is logged like any refusal.
+	before := len(logs.audits(t))
+	d.ok(getDND(lineAlice))
+	assert.Len(t, logs.audits(t), before, "a successful GetDoNotDisturb is audited at debug level only")
+	check(act(d, getDND(lineBob), errPrivDevice), userAlice, lineAlice, "GetDoNotDisturb", errPrivDevice, lineBob)
 
 	// A request that reaches no session is no control action of anyone: no
 	// audit line claims a user for it.
-	before := len(logs.audits(t))
+	before = len(logs.audits(t))
 	evil := newTCPClientFrom(t, e.gw.SIPAddr("tcp"), "127.0.0.2")
 	req := withBody(evil.outOfDialog(sip.INFO, userAlice, "gw-x"), setDND(lineAlice, false), ctCSTA)
 	assert.Equal(t, 481, evil.mustDo(req).StatusCode)

@@ -25,37 +25,46 @@ import (
 
 // RecRun is one fault scenario.
 type RecRun struct {
-	Fault            string         `json:"fault"`
-	Sessions         int            `json:"sessions"`
-	SignIn           SignInStats    `json:"sign_in"`
-	HeartbeatMs      float64        `json:"heartbeat_interval_ms"`
-	Budget           int            `json:"admission_budget"`
-	OutageMs         float64        `json:"outage_ms"`
-	ProbeRate        float64        `json:"probe_rate_per_s"`
-	SweepMs          float64        `json:"probe_sweep_ms"`
-	RefusedAfterMs   float64        `json:"all_refused_after_ms"`
-	RefusedSessions  int            `json:"sessions_refused_during_outage"`
-	NotRefused       map[string]int `json:"answers_after_fault_before_cutoff,omitempty"`
-	LateNonRefusals  int            `json:"non_refusals_after_cutoff"`
-	DelayedRefusals  int            `json:"refusals_slower_than_100ms"`
-	RefusalRTT       Summary        `json:"refusal_rtt_while_down"`
-	SlowestRefusals  []string       `json:"slowest_refusals,omitempty"`
-	SlowRefusalSpan  string         `json:"slow_refusal_span,omitempty"`
-	Stuck            int            `json:"probe_timeouts"`
-	LinkDownSeenMs   float64        `json:"link_down_seen_in_status_ms"`
-	LinkUpSeenMs     float64        `json:"link_up_again_seen_in_status_ms"`
-	RecoveredAllMs   float64        `json:"all_recovered_after_return_ms"`
-	RecoveredP50Ms   float64        `json:"recovered_p50_after_return_ms"`
-	Recovered        int            `json:"sessions_recovered"`
-	Stale481         int            `json:"answers_481"`
-	ReInvites        int            `json:"re_invites"`
-	ReSignInFailures map[string]int `json:"re_sign_in_failures,omitempty"`
-	SysStatusInfos   uint64         `json:"system_status_infos"`
-	HWMBefore        int            `json:"inflight_monitor_snapshot_hwm_after_sign_in"`
-	HWMAfter         int            `json:"inflight_monitor_snapshot_hwm_end"`
-	NodeFramesIn     map[string]int `json:"node_frames_in,omitempty"`
-	GWSessionsEnd    int            `json:"gateway_sessions_end"`
-	Problems         []string       `json:"problems,omitempty"`
+	Fault          string      `json:"fault"`
+	Sessions       int         `json:"sessions"`
+	SignIn         SignInStats `json:"sign_in"`
+	HeartbeatMs    float64     `json:"heartbeat_interval_ms"`
+	Budget         int         `json:"admission_budget"`
+	OutageMs       float64     `json:"outage_ms"`
+	ProbeRate      float64     `json:"probe_rate_per_s"`
+	SweepMs        float64     `json:"probe_sweep_ms"`
+	RefusedAfterMs float64     `json:"all_refused_after_ms"`
+	// LastAnswerAfterMs: the node's last successful answer after the fault
+	// command; RefusedAfterSilenceMs: every request refused, counted from
+	// that answer (the silence the heartbeat can see).
+	LastAnswerAfterMs     float64 `json:"last_answer_after_fault_ms"`
+	RefusedAfterSilenceMs float64 `json:"all_refused_after_last_answer_ms"`
+	// FirstRefusalAfterSilenceMs: the link declared dead (first refusal);
+	// PiledUp: requests waiting at that moment, all refused then.
+	FirstRefusalAfterSilenceMs float64        `json:"first_refusal_after_last_answer_ms"`
+	PiledUp                    int            `json:"requests_waiting_at_death"`
+	RefusedSessions            int            `json:"sessions_refused_during_outage"`
+	NotRefused                 map[string]int `json:"answers_after_fault_before_cutoff,omitempty"`
+	LateNonRefusals            int            `json:"non_refusals_after_cutoff"`
+	DelayedRefusals            int            `json:"refusals_slower_than_100ms"`
+	RefusalRTT                 Summary        `json:"refusal_rtt_while_down"`
+	SlowestRefusals            []string       `json:"slowest_refusals,omitempty"`
+	SlowRefusalSpan            string         `json:"slow_refusal_span,omitempty"`
+	Stuck                      int            `json:"probe_timeouts"`
+	LinkDownSeenMs             float64        `json:"link_down_seen_in_status_ms"`
+	LinkUpSeenMs               float64        `json:"link_up_again_seen_in_status_ms"`
+	RecoveredAllMs             float64        `json:"all_recovered_after_return_ms"`
+	RecoveredP50Ms             float64        `json:"recovered_p50_after_return_ms"`
+	Recovered                  int            `json:"sessions_recovered"`
+	Stale481                   int            `json:"answers_481"`
+	ReInvites                  int            `json:"re_invites"`
+	ReSignInFailures           map[string]int `json:"re_sign_in_failures,omitempty"`
+	SysStatusInfos             uint64         `json:"system_status_infos"`
+	HWMBefore                  int            `json:"inflight_monitor_snapshot_hwm_after_sign_in"`
+	HWMAfter                   int            `json:"inflight_monitor_snapshot_hwm_end"`
+	NodeFramesIn               map[string]int `json:"node_frames_in,omitempty"`
+	GWSessionsEnd              int            `json:"gateway_sessions_end"`
+	Problems                   []string       `json:"problems,omitempty"`
 }
 
 // RecResult is phase 4.
@@ -313,6 +322,33 @@ func (e *Env) recoveryRun(cfg PhaseConfig, fault string) (*RecRun, error) {
 		run.SlowRefusalSpan = fmt.Sprintf("slow refusals were sent between fault+%.0f ms and fault+%.0f ms", float64(first-t0n)/1e6, float64(last-t0n)/1e6)
 	}
 	run.RefusedAfterMs = float64(cutoff-t0n) / 1e6
+	// The silence as the gateway sees it starts with the node's last
+	// answer, not with the fault command: a node with a backlog keeps
+	// answering for a while after it is told to go mute.
+	lastAnswer := t0n
+	for _, r := range recs {
+		if r.outcome == outOK && r.answered >= t0n && r.answered < t1n {
+			lastAnswer = max(lastAnswer, r.answered)
+		}
+	}
+	run.LastAnswerAfterMs = float64(lastAnswer-t0n) / 1e6
+	run.RefusedAfterSilenceMs = float64(cutoff-lastAnswer) / 1e6
+	// The first refusal marks the link's death; from there to the cutoff
+	// the gateway answers the requests that piled up during the silence.
+	var firstRefusal int64
+	for _, r := range recs {
+		if r.outcome == outRefused && r.answered >= t0n && (firstRefusal == 0 || r.answered < firstRefusal) {
+			firstRefusal = r.answered
+		}
+	}
+	if firstRefusal != 0 {
+		run.FirstRefusalAfterSilenceMs = float64(firstRefusal-lastAnswer) / 1e6
+	}
+	for _, r := range recs {
+		if r.outcome == outRefused && r.sent < firstRefusal && r.answered >= firstRefusal {
+			run.PiledUp++
+		}
+	}
 	for _, r := range recs {
 		if r.sent > cutoff && r.sent < t1n && (r.outcome != outRefused || r.answered-r.sent > prompt) {
 			run.LateNonRefusals++

@@ -341,7 +341,16 @@ func (r *Report) addRecovery(x *RecResult, c PhaseConfig) {
 		ph := "recovery/" + run.Fault
 		r.row(ph, "sessions on the one link", float64(run.SignIn.OK), "", fmt.Sprint(run.Sessions), ptr(run.SignIn.OK == run.Sessions))
 		hb := run.HeartbeatMs
-		r.row(ph, "fault → every PBX-bound request refused", run.RefusedAfterMs, "ms", fmt.Sprintf("≤ %.0f ms (2 heartbeats)", 2*hb), ptr(run.RefusedAfterMs <= 2*hb && run.LateNonRefusals == 0))
+		if run.Fault == "silent" {
+			// A mute node is only silent from its last answer on: judge the
+			// heartbeat from there, show the fault-command figure beside it.
+			r.row(ph, "node's last answer → every PBX-bound request refused", run.RefusedAfterSilenceMs, "ms", fmt.Sprintf("≤ %.0f ms (2 heartbeats)", 2*hb), ptr(run.RefusedAfterSilenceMs <= 2*hb && run.LateNonRefusals == 0))
+			r.row(ph, "  node's last answer → link dead (first refusal)", run.FirstRefusalAfterSilenceMs, "ms", "", nil)
+			r.row(ph, "  requests waiting at that moment, refused together", float64(run.PiledUp), "", "", nil)
+			r.row(ph, "  fault command → every request refused (node answered until +N ms)", run.RefusedAfterMs, "ms", fmt.Sprintf("+%.0f ms", run.LastAnswerAfterMs), nil)
+		} else {
+			r.row(ph, "fault → every PBX-bound request refused", run.RefusedAfterMs, "ms", fmt.Sprintf("≤ %.0f ms (2 heartbeats)", 2*hb), ptr(run.RefusedAfterMs <= 2*hb && run.LateNonRefusals == 0))
+		}
 		r.row(ph, "sessions answered resourceOutOfService during the outage", float64(run.RefusedSessions), "", fmt.Sprint(run.Sessions), ptr(run.RefusedSessions == run.Sessions))
 		r.row(ph, "  fault → link down in /status", run.LinkDownSeenMs, "ms", "", nil)
 		r.text(ph, "  refusal RTT once down p50/p99/max", fmt.Sprintf("%.1f / %.1f / %.1f ms (%d requests)", run.RefusalRTT.P50/1000, run.RefusalRTT.P99/1000, run.RefusalRTT.Max/1000, run.RefusalRTT.N), "", nil)
@@ -383,6 +392,6 @@ func methodNotes(c PhaseConfig, e *Env) []string {
 		fmt.Sprintf("cost: gateway CPU delta over a steady %v window (after a warm-up) ÷ requests completed (or event INFOs received) in that window; requests at %.0f/s round robin over the sessions; events from %.0f calls/s placed and hung up through ctisim's control API between pairs of monitored stations.", c.CostWindow, c.CostRate, c.CallRate),
 		fmt.Sprintf("Kamailio: the same GetDoNotDisturb INFO at the same rate, sipp UAC → Kamailio 5.6 (stateful t_relay, -x tlsf, minimal config) → sipp UAS answering 200 with a GetDoNotDisturbResponse body; CPU of the main process and every forked worker, idle consumption subtracted, ÷ sipp's successful transactions."),
 		"latency: ramp GetDoNotDisturb over TCP ×1.4 per step until a step fails (" + latCriteria + "), one refinement step; then windows at 50 % and 90 % of the highest sustained rate. Gateway-added = client RTT percentile − the percentile of the same request written straight to ctisim at the same rate.",
-		"recovery: one CTI link; a prober sends GetDoNotDisturb round robin (≤ 1 outstanding per session); 'every request refused' = the moment after which every request is answered resourceOutOfService within 100 ms and every earlier one has been refused; on 481 a session re-INVITEs and re-sends MonitorStart (503 → retry in 200 ms); the high water is ctisim's inFlightMonitorSnapshotHighWater of the node.",
+		"recovery: one CTI link; a prober sends GetDoNotDisturb round robin (≤ 1 outstanding per session); 'every request refused' = the moment after which every request is answered resourceOutOfService within 100 ms and every earlier one has been refused; for the silent fault the target is judged from the node's last successful answer (a node with a backlog answers for a while after the fault command; the heartbeat can only count silence from the last frame), the figure from the fault command is shown beside it; on 481 a session re-INVITEs and re-sends MonitorStart (503 → retry in 200 ms); the high water is ctisim's inFlightMonitorSnapshotHighWater of the node.",
 	}
 }
