@@ -2,11 +2,13 @@ package ctipool
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,10 +161,19 @@ func (c *conn) enqueue(f []byte) (ok, write bool) {
 	return true, true
 }
 
-// flush writes, as the token holder, everything queued until the queue is
-// empty, then gives the token back. A write error or a peer that does not
-// read within write_timeout kills the connection.
-func (c *conn) flush() {
+// flush writes, as the token holder, what is queued. A requester (once)
+// writes one batch, its own frame in it, and hands the token to a
+// goroutine of its own if more has queued meanwhile, so that a slow reader
+// at the far end never holds one caller writing everybody's frames; the
+// background writer (once false) goes on until the queue is empty, then
+// gives the token back. A write error or a peer that does not read within
+// write_timeout kills the connection.
+func (c *conn) flush(once bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.fail(fmt.Errorf("write: panic: %v", r)) // keeps the token: nothing writes on it again
+		}
+	}()
 	for {
 		c.wmu.Lock()
 		batch := c.wq
@@ -201,7 +212,18 @@ func (c *conn) flush() {
 		if cap(batch) <= 256 {
 			c.spare = batch[:0]
 		}
+		more := len(c.wq) > 0
+		if !more {
+			c.writing = false
+		}
 		c.wmu.Unlock()
+		if !more {
+			return
+		}
+		if once {
+			go c.flush(false)
+			return
+		}
 	}
 }
 
@@ -222,14 +244,46 @@ func (c *conn) readLoop() {
 		m, err := csta.DecodeLimits(f.Payload, c.limits)
 		if err != nil {
 			c.log.Warn().Err(err).Int("invoke_id", f.InvokeID).Msg("undecodable CSTA frame from the CTI server dropped")
-			if f.InvokeID >= 0 && f.InvokeID != csta.EventInvokeID {
+			undecodable := fmt.Errorf("%w: undecodable response: %v", ErrProtocol, err)
+			switch {
+			case c.opts.Profile == csta.ProfileB && looksLikeReply(f.Payload):
+				// No invoke ids: it answered the oldest request; popping it
+				// keeps the later replies matched to their requests.
+				c.complete(-1, nil, undecodable)
+			case f.InvokeID >= 0 && f.InvokeID != csta.EventInvokeID:
 				// If it answered one of ours, do not leave the caller waiting.
-				c.complete(f.InvokeID, nil, fmt.Errorf("%w: undecodable response: %v", ErrProtocol, err))
+				c.complete(f.InvokeID, nil, undecodable)
 			}
 			continue
 		}
 		c.safeDispatch(f.InvokeID, m)
 	}
+}
+
+// looksLikeReply tells, from the root element's name alone, whether an
+// undecodable document was a response or an error (…Response,
+// CSTAErrorCode) rather than an event or a request of the switch.
+func looksLikeReply(doc []byte) bool {
+	i := 0
+	for {
+		j := bytes.IndexByte(doc[i:], '<')
+		if j < 0 || i+j+1 >= len(doc) {
+			return false
+		}
+		i += j + 1
+		if doc[i] != '?' && doc[i] != '!' {
+			break
+		}
+	}
+	end := i
+	for end < len(doc) && !strings.ContainsRune(" \t\r\n/>", rune(doc[end])) {
+		end++
+	}
+	name := string(doc[i:end])
+	if k := strings.LastIndexByte(name, ':'); k >= 0 {
+		name = name[k+1:]
+	}
+	return strings.HasSuffix(name, "Response") || name == "CSTAErrorCode"
 }
 
 // safeDispatch keeps a bug in one message's handling (ours or a
@@ -343,7 +397,7 @@ func (c *conn) sendReply(id int, m *csta.Message) {
 		return
 	}
 	if write {
-		go c.flush() // the reader never blocks on a write
+		go c.flush(false) // the reader never blocks on a write
 	}
 }
 
@@ -403,7 +457,7 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 	}
 	c.mu.Unlock()
 	if write {
-		c.flush()
+		c.flush(true)
 	}
 
 	t := time.NewTimer(c.link.cfg.RequestTimeout)

@@ -243,6 +243,9 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 		done:     make(chan struct{}),
 		monitors: map[string]*monitorRef{},
 	}
+	// The session starts with its run token held by this INVITE: nothing
+	// it is sent (a link state change) overtakes the 200 OK; Sent drains.
+	s.inbox.running = true
 	s.log = g.log.With().Str("session", s.id).Str("call_id", req.CallID).Str("link", link.Name()).Logger()
 	g.mu.Lock()
 	g.sessions[s.id] = s
@@ -256,7 +259,7 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	g.metrics.sessionsOpened.Inc()
 	s.log.Info().Str("user", s.user).Str("line", line.URI).Uint64("generation", s.gen).Msg("session placed")
 	body, _ := csta.Encode(&csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: "normal"}, csta.NSEd3)
-	return sipstack.Reply{Status: 200, Body: body}
+	return sipstack.Reply{Status: 200, Body: body, Sent: func() { s.drain(nil) }}
 }
 
 // InDialog implements sipstack.Handler: INFO, re-INVITE, UPDATE.

@@ -57,5 +57,11 @@ func (b *mailbox) next() (item, bool) {
 	it := b.items[b.head]
 	b.items[b.head] = item{}
 	b.head++
+	if b.head >= 64 && b.head > len(b.items)/2 {
+		// Never empty for long: compact, or the array grows for ever.
+		n := copy(b.items, b.items[b.head:])
+		clear(b.items[n:])
+		b.items, b.head = b.items[:n], 0
+	}
 	return it, true
 }

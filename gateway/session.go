@@ -105,9 +105,9 @@ type item struct {
 
 // Waiter states of a pending request.
 const (
-	waiting int32 = iota
-	answered
-	abandoned
+	waiting   int32 = iota
+	started         // taken by a drainer: the waiter now waits for the answer
+	abandoned       // the waiter answered 503/481 itself: never run it
 )
 
 // pending is a SIP request queued on a session and the goroutine waiting
@@ -236,7 +236,7 @@ func (s *Session) request(ctx context.Context, req *sipstack.Request) sipstack.R
 	if p.state.CompareAndSwap(waiting, abandoned) {
 		return gaveUp
 	}
-	<-p.reply // answered meanwhile: the token is ours
+	<-p.reply // being answered (bounded by the CTI request timeout): the token comes with it
 	return s.withToken(p)
 }
 
@@ -245,8 +245,8 @@ func (s *Session) request(ctx context.Context, req *sipstack.Request) sipstack.R
 func (s *Session) withToken(p *pending) sipstack.Reply {
 	rep := p.rep
 	rep.Sent = func() {
+		defer s.drain(nil)
 		s.finish(p)
-		s.drain(nil)
 	}
 	return rep
 }
@@ -272,15 +272,15 @@ func (s *Session) drain(own *pending) bool {
 			continue
 		}
 		p := it.p
+		if !p.state.CompareAndSwap(waiting, started) {
+			continue // its waiter already answered 503 or 481: do not act on it
+		}
 		s.answer(p)
 		if p == own {
 			return true
 		}
-		if p.state.CompareAndSwap(waiting, answered) {
-			close(p.reply)
-			return false
-		}
-		s.finish(p) // its waiter gave up: nobody will send the response
+		close(p.reply) // the token goes with the answer
+		return false
 	}
 }
 
@@ -302,6 +302,12 @@ func (s *Session) answer(p *pending) {
 // finish runs what an answered request leaves to do once its response is
 // on the wire: end a stale session, or send the replayed call state.
 func (s *Session) finish(p *pending) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic in session: closing it")
+			go s.close(CloseInternal, true)
+		}
+	}()
 	select {
 	case <-s.done:
 		return

@@ -462,6 +462,16 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	holdsInvite := false
+	release := func() {
+		if holdsInvite {
+			holdsInvite = false
+			d.mu.Lock()
+			d.inviteBusy = false
+			d.mu.Unlock()
+		}
+	}
+	defer release()
 	if req.Method == sip.INVITE {
 		d.mu.Lock()
 		busy := d.inviteBusy
@@ -471,7 +481,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			s.reject(tx, req, 491, "re-INVITE while another INVITE is in progress")
 			return
 		}
-		defer func() { d.mu.Lock(); d.inviteBusy = false; d.mu.Unlock() }()
+		holdsInvite = true
 	}
 	if req.Method == sip.INFO && len(body) == 0 {
 		// An empty INFO (keep-alive, or a Cisco CUP quirk): nothing to do.
@@ -483,7 +493,9 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := s.ctx()
 	rep := s.handler.InDialog(ctx, d, s.toRequest(req, body, acc))
 	cancel()
-	defer rep.sent()
+	// Sent may run the session's queued work: let the next re-INVITE in
+	// first.
+	defer func() { release(); rep.sent() }()
 	if rep.Status == 0 {
 		rep.Status = 200
 	}
