@@ -114,3 +114,32 @@ func TestNumbering(t *testing.T) {
 	assert.LessOrEqual(t, int(n.shownCount.Load()), maxShown)
 	assert.Equal(t, "tel:+12065550147", n.show("0147"))
 }
+
+// BenchmarkDirectoryAuthorize: the authority check every request makes (the
+// user's line appearances, the named device among them) in a directory of
+// 80,000 users.
+func BenchmarkDirectoryAuthorize(b *testing.B) {
+	const n = 80000
+	cfg := DirectoryConfig{}
+	for i := range n {
+		cfg.Users = append(cfg.Users, UserConfig{URI: fmt.Sprintf("sip:u%d@bench.example.com", i),
+			Lines: []LineConfig{{Line: fmt.Sprintf("tel:%d;phone-context=dialstring", 100000+i), Device: fmt.Sprint(100000 + i)}}})
+	}
+	d, err := NewDirectory(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	users, lines := make([]string, 1024), make([]string, 1024)
+	for i := range users {
+		k := i * (n / len(users))
+		users[i], lines[i] = fmt.Sprintf("sip:u%d@bench.example.com", k), fmt.Sprintf("tel:%d;phone-context=dialstring", 100000+k)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := d.Authorize(users[i%len(users)], lines[i%len(lines)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -36,7 +36,7 @@ type GoBenchResult struct {
 	Err     string      `json:"error,omitempty"`
 }
 
-var goBenchPkgs = []string{"./csta", "./ctipool", "./test/bench"}
+var goBenchPkgs = []string{"./csta", "./ctipool", "./sipstack", "./gateway", "./test/bench"}
 
 func (e *Env) goBench(cfg PhaseConfig) (*GoBenchResult, error) {
 	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", strconv.Itoa(cfg.BenchCount), "-benchtime", cfg.BenchTime, "-timeout", "30m"}
