@@ -11,8 +11,9 @@ import (
 	"github.com/cstagw/cstagw/sipstack"
 )
 
-// handle answers one in-dialog request (INFO, re-INVITE, UPDATE) on the
-// session goroutine. Replays to send once the response is out go to replay.
+// handle answers one in-dialog request (INFO, re-INVITE, UPDATE), holding
+// the session's run token. Replays to send once the response is out go to
+// replay.
 func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Reply {
 	st := s.State()
 	if st != StateStale && s.link.Generation() != s.gen {

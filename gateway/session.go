@@ -134,8 +134,9 @@ type monitorRef struct {
 	dead     bool
 }
 
-// Session is one client's RCC dialog, pinned to one link generation. Its
-// goroutine owns everything below mu; others reach it through the inbox.
+// Session is one client's RCC dialog, pinned to one link generation. It has
+// no goroutine: whoever holds its run token (see mailbox) owns what is not
+// under mu; others reach it through the inbox.
 type Session struct {
 	g     *Gateway
 	id    string
