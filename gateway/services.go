@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
@@ -130,6 +131,7 @@ func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replaye
 		return nil, err
 	}
 	resp, err := s.link.DoGen(ctx, s.gen, south)
+	releaseSouth(south)
 	if err != nil {
 		if errors.Is(err, ctipool.ErrStaleGeneration) {
 			s.fire(evNewGen)
@@ -222,10 +224,23 @@ func (s *Session) dial(d csta.Device, code csta.ErrorCode) (csta.Device, error) 
 	return csta.Dev(digits), nil
 }
 
+// southPool recycles the PBX requests toSouth builds: ctipool encodes a
+// request onto the wire before DoGen returns and keeps nothing of it, so
+// each is free again once DoGen is back (one 900-byte message per request
+// was a sixteenth of the gateway's allocation).
+var southPool = sync.Pool{New: func() any { return new(csta.Message) }}
+
+func releaseSouth(m *csta.Message) {
+	*m = csta.Message{}
+	southPool.Put(m)
+}
+
 // toSouth builds the PBX request for a client request, checking authority
-// on every device-valued field.
+// on every device-valued field. The caller gives it back with releaseSouth
+// once sent.
 func (s *Session) toSouth(m *csta.Message) (*csta.Message, error) {
-	out := &csta.Message{Kind: m.Kind}
+	out := southPool.Get().(*csta.Message)
+	out.Kind = m.Kind
 	var err error
 	// Each step runs only while the previous ones succeeded.
 	conn := func(c csta.ConnectionID) csta.ConnectionID {
@@ -279,23 +294,26 @@ func (s *Session) toSouth(m *csta.Message) (*csta.Message, error) {
 		out.Device = device(m.Device, csta.CodePrivilegeViolationDevice)
 		out.DoNotDisturbOn = m.DoNotDisturbOn
 	default:
-		return nil, csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
+		err = csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
 	}
 	if err != nil {
+		releaseSouth(out)
 		return nil, err
 	}
 	return out, nil
 }
 
-// toNorth translates a PBX response for the client.
+// toNorth translates a PBX response for the client, in place: the response
+// is this request's alone (a copy of the 900-byte message per request was
+// a sixteenth of the gateway's allocation).
 func (s *Session) toNorth(req, resp *csta.Message) *csta.Message {
-	out := *resp
+	out := resp
 	out.Namespace = ""
 	if req.Kind == csta.KindMakeCall {
 		// sipe keeps the callID only if deviceID is string-equal to the
 		// line it sent: echo it byte for byte.
 		out.Connection.DeviceID = req.CallingDevice.ID
-		return &out
+		return out
 	}
 	show := func(pbx string) string { return s.showDevice(pbx, nil) }
 	if out.Connection.DeviceID != "" {
@@ -304,28 +322,19 @@ func (s *Session) toNorth(req, resp *csta.Message) *csta.Message {
 	if len(out.Connections) > 0 {
 		out.Connections = translateList(out.Connections, show)
 	}
-	if len(out.ForwardingList) > 0 {
-		fl := make([]csta.ForwardListItem, len(out.ForwardingList))
-		copy(fl, out.ForwardingList)
-		for i := range fl {
-			if fl[i].ForwardDN != "" {
-				fl[i].ForwardDN = show(fl[i].ForwardDN)
-			}
+	for i := range out.ForwardingList {
+		if out.ForwardingList[i].ForwardDN != "" {
+			out.ForwardingList[i].ForwardDN = show(out.ForwardingList[i].ForwardDN)
 		}
-		out.ForwardingList = fl
 	}
-	if len(out.Snapshot) > 0 {
-		sn := make([]csta.SnapshotItem, len(out.Snapshot))
-		copy(sn, out.Snapshot)
-		for i := range sn {
-			sn[i].Connection.DeviceID = show(sn[i].Connection.DeviceID)
-			if sn[i].Endpoint != "" {
-				sn[i].Endpoint = show(sn[i].Endpoint)
-			}
+	for i := range out.Snapshot {
+		sn := &out.Snapshot[i]
+		sn.Connection.DeviceID = show(sn.Connection.DeviceID)
+		if sn.Endpoint != "" {
+			sn.Endpoint = show(sn.Endpoint)
 		}
-		out.Snapshot = sn
 	}
-	return &out
+	return out
 }
 
 func translateList(in []csta.ConnectionListItem, show func(string) string) []csta.ConnectionListItem {
