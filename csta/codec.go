@@ -16,24 +16,35 @@ func Decode(data []byte) (*Message, error) { return DecodeLimits(data, DefaultLi
 // the result has Kind KindUnknown and Name set, so callers can answer
 // serviceNotSupported.
 func DecodeLimits(data []byte, lim Limits) (*Message, error) {
-	d := getDoc()
-	defer putDoc(d)
-	if err := d.scan(data, lim); err != nil {
+	m := new(Message)
+	if err := DecodeInto(m, data, lim); err != nil {
 		return nil, err
 	}
+	return m, nil
+}
+
+// DecodeInto is DecodeLimits into a caller's Message (reset first), for
+// callers that recycle them. On error *m is left reset or partly filled.
+func DecodeInto(m *Message, data []byte, lim Limits) error {
+	d := getDoc()
+	defer putDoc(d)
+	*m = Message{}
+	if err := d.scan(data, lim); err != nil {
+		return err
+	}
 	root := &d.nodes[0]
-	m := &Message{Namespace: root.ns}
+	m.Namespace = root.ns
 	k := kindByName[root.local]
 	m.Kind = k
 	if k == KindUnknown {
 		m.Name = root.local
-		return m, nil
+		return nil
 	}
 	info := &kindInfos[k]
 	m.Name = info.name
 	if k == KindCSTAErrorCode {
 		decodeErrorCode(d, m)
-		return m, nil
+		return nil
 	}
 	for c := root.first; c >= 0; c = d.nodes[c].next {
 		local := d.nodes[c].local
@@ -53,7 +64,7 @@ func DecodeLimits(data []byte, lim Limits) (*Message, error) {
 			}
 		}
 	}
-	return m, nil
+	return nil
 }
 
 func decodeField(d *xdoc, n int32, f *fieldSpec, m *Message) {

@@ -30,8 +30,12 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 		// A bodiless UPDATE or re-INVITE: a plain refresh.
 		return sipstack.Reply{Status: 200}
 	}
-	m, err := csta.DecodeLimits(req.Body, s.g.limits)
-	if err != nil {
+	// The client's request lives only as long as this call: nothing below
+	// keeps a pointer into it (fields are copied by value), so it is
+	// recycled.
+	m := msgPool.Get().(*csta.Message)
+	defer releaseMsg(m)
+	if err := csta.DecodeInto(m, req.Body, s.g.limits); err != nil {
 		return s.g.badBody(req, err)
 	}
 	if req.Method != "INFO" && m.Kind != csta.KindRequestSystemStatus {
@@ -131,7 +135,7 @@ func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replaye
 		return nil, err
 	}
 	resp, err := s.link.DoGen(ctx, s.gen, south)
-	releaseSouth(south)
+	releaseMsg(south)
 	if err != nil {
 		if errors.Is(err, ctipool.ErrStaleGeneration) {
 			s.fire(evNewGen)
@@ -224,22 +228,23 @@ func (s *Session) dial(d csta.Device, code csta.ErrorCode) (csta.Device, error) 
 	return csta.Dev(digits), nil
 }
 
-// southPool recycles the PBX requests toSouth builds: ctipool encodes a
-// request onto the wire before DoGen returns and keeps nothing of it, so
-// each is free again once DoGen is back (one 900-byte message per request
-// was a sixteenth of the gateway's allocation).
-var southPool = sync.Pool{New: func() any { return new(csta.Message) }}
+// msgPool recycles the 900-byte messages a request needs for its own
+// lifetime (each was a sixteenth of the gateway's allocation): the
+// client's decoded request (handle) and the PBX request toSouth builds
+// (ctipool encodes it onto the wire before DoGen returns and keeps nothing
+// of it).
+var msgPool = sync.Pool{New: func() any { return new(csta.Message) }}
 
-func releaseSouth(m *csta.Message) {
+func releaseMsg(m *csta.Message) {
 	*m = csta.Message{}
-	southPool.Put(m)
+	msgPool.Put(m)
 }
 
 // toSouth builds the PBX request for a client request, checking authority
-// on every device-valued field. The caller gives it back with releaseSouth
+// on every device-valued field. The caller gives it back with releaseMsg
 // once sent.
 func (s *Session) toSouth(m *csta.Message) (*csta.Message, error) {
-	out := southPool.Get().(*csta.Message)
+	out := msgPool.Get().(*csta.Message)
 	out.Kind = m.Kind
 	var err error
 	// Each step runs only while the previous ones succeeded.
@@ -297,7 +302,7 @@ func (s *Session) toSouth(m *csta.Message) (*csta.Message, error) {
 		err = csta.NewError(csta.CodeServiceNotSupported, "%s", m.Name)
 	}
 	if err != nil {
-		releaseSouth(out)
+		releaseMsg(out)
 		return nil, err
 	}
 	return out, nil
@@ -379,7 +384,8 @@ func (s *Session) showDevice(pbx string, mon *monitorRef) string {
 // translateEvent turns a southbound event into the client's: its own
 // monitorCrossRefID, its line as it spells it, other parties as tel: URIs.
 func (s *Session) translateEvent(m *monitorRef, ev *csta.Message) *csta.Message {
-	out := *ev
+	out := msgPool.Get().(*csta.Message) // the caller releases it once sent
+	*out = *ev
 	out.Namespace = ""
 	out.MonitorCrossRefID = m.xref
 	show := func(pbx string) string { return s.showDevice(pbx, m) }
@@ -404,7 +410,7 @@ func (s *Session) translateEvent(m *monitorRef, ev *csta.Message) *csta.Message 
 	if len(out.Connections) > 0 {
 		out.Connections = translateList(out.Connections, show)
 	}
-	return &out
+	return out
 }
 
 // monitorStart starts (or joins) the southbound monitor of one of the

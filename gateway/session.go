@@ -377,7 +377,8 @@ func (s *Session) onLink(ls ctipool.LinkState) {
 // sendEvent translates a southbound event for this client and sends it.
 func (s *Session) sendEvent(m *monitorRef, ev *csta.Message) {
 	out := s.translateEvent(m, ev)
-	s.sendRaw(out)
+	s.sendRaw(out) // encodes it: nothing keeps it after
+	releaseMsg(out)
 	s.g.metrics.eventsOut.Inc()
 }
 
