@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 )
@@ -108,7 +109,9 @@ func ApplyRuntime(r RuntimeConfig) (gcPercent int, memoryLimit int64) {
 			debug.SetMemoryLimit(n)
 		}
 	}
-	gcPercent = debug.SetGCPercent(-1)
-	debug.SetGCPercent(gcPercent)
-	return gcPercent, debug.SetMemoryLimit(-1)
+	// Read back what is in force (the environment may have set it); a
+	// negative limit only reads.
+	s := []rtmetrics.Sample{{Name: "/gc/gogc:percent"}}
+	rtmetrics.Read(s)
+	return int(s[0].Value.Uint64()), debug.SetMemoryLimit(-1)
 }

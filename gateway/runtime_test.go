@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"runtime/debug"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -49,4 +50,24 @@ func TestRuntimeConfigKeys(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultGCPercent, c.Runtime.GCPercent)
 	assert.Equal(t, "auto", c.Runtime.MemoryLimit)
+}
+
+func TestApplyRuntime(t *testing.T) {
+	oldGC, oldLimit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(oldGC); debug.SetMemoryLimit(oldLimit) })
+
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	gc, limit := ApplyRuntime(RuntimeConfig{GCPercent: 250, MemoryLimit: "3GiB"})
+	assert.Equal(t, 250, gc)
+	assert.EqualValues(t, 3<<30, limit)
+
+	// The environment wins: the process keeps what it was started with.
+	debug.SetGCPercent(100)
+	debug.SetMemoryLimit(1 << 30)
+	t.Setenv("GOGC", "100")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	gc, limit = ApplyRuntime(RuntimeConfig{GCPercent: 250, MemoryLimit: "3GiB"})
+	assert.Equal(t, 100, gc)
+	assert.EqualValues(t, 1<<30, limit)
 }
