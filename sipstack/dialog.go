@@ -113,7 +113,7 @@ func (d *Dialog) armTimer() {
 	wait := se - lead
 	if d.timer == nil {
 		d.timer = time.AfterFunc(wait, func() {
-			d.s.log.Info().Str("call_id", d.callID).Dur("session_expires", se).Msg("session not refreshed in time: ending it")
+			d.s.log.Info().Str("call_id", d.callID).Dur("session_expires", d.SessionExpires()).Msg("session not refreshed in time: ending it")
 			d.Bye(EndExpired)
 		})
 		return
@@ -121,7 +121,8 @@ func (d *Dialog) armTimer() {
 	d.timer.Reset(wait)
 }
 
-// end marks the dialog over (once) and tells the handler.
+// end marks the dialog over (once) and tells the handler; it reports
+// whether it ended an established dialog.
 func (d *Dialog) end(reason EndReason) bool {
 	d.mu.Lock()
 	if d.ended {
@@ -143,7 +144,7 @@ func (d *Dialog) end(reason EndReason) bool {
 		d.s.stats.dialogs.Add(-1)
 		d.s.handler.Ended(d, reason)
 	}
-	return true
+	return established
 }
 
 // newRequest builds an in-dialog request along the route set.
@@ -213,29 +214,22 @@ func (d *Dialog) send(req *sip.Request) error {
 		cancel()
 		return err
 	}
-	go reap(tx, cancel, nil)
+	go reap(tx, cancel)
 	return nil
 }
 
 // reap waits for a client transaction's final answer (or its end) so the
 // transaction layer is never blocked on an unread response.
-func reap(tx sip.ClientTransaction, cancel context.CancelFunc, done func(*sip.Response)) {
+func reap(tx sip.ClientTransaction, cancel context.CancelFunc) {
 	defer cancel()
 	defer tx.Terminate()
 	for {
 		select {
 		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
+			if !res.IsProvisional() {
+				return
 			}
-			if done != nil {
-				done(res)
-			}
-			return
 		case <-tx.Done():
-			if done != nil {
-				done(nil)
-			}
 			return
 		}
 	}
@@ -244,10 +238,7 @@ func reap(tx sip.ClientTransaction, cancel context.CancelFunc, done func(*sip.Re
 // Bye ends the dialog from our side: it is forgotten at once (the handler is
 // told with reason) and a BYE goes to the client in the background.
 func (d *Dialog) Bye(reason EndReason) {
-	d.mu.Lock()
-	established := d.established
-	d.mu.Unlock()
-	if !d.end(reason) || !established {
+	if !d.end(reason) {
 		return
 	}
 	if err := d.send(d.newRequest(sip.BYE, nil)); err != nil {
@@ -273,7 +264,7 @@ func (d *Dialog) retransmit2xx(tx sip.ServerTransaction, res *sip.Response, ack 
 			d.Bye(EndNoAck)
 			return
 		case <-t.C:
-			if err := d.s.srv.WriteResponse(res); err != nil {
+			if err := tx.Respond(res); err != nil {
 				d.s.log.Debug().Err(err).Str("call_id", d.callID).Msg("2xx retransmission failed")
 			}
 			interval *= 2

@@ -69,10 +69,9 @@ const (
 	EndNoAck                       // our 200 was never acknowledged
 	EndStale                       // answered 481 with Reply.End
 	EndShutdown                    // server closed
-	EndSendFailed                  // an in-dialog request could not be written
 )
 
-var endNames = [...]string{"client_bye", "gateway_bye", "expired", "cancelled", "no_ack", "stale", "shutdown", "send_failed"}
+var endNames = [...]string{"client_bye", "gateway_bye", "expired", "cancelled", "no_ack", "stale", "shutdown"}
 
 func (r EndReason) String() string {
 	if int(r) < len(endNames) {

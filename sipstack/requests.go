@@ -539,7 +539,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	if acc := s.check(req, nil); !acc.ok && s.auth == nil {
+	if s.auth == nil && !s.check(req, nil).ok {
 		s.reject(tx, req, 403, "source not in trusted_hosts")
 		return
 	}

@@ -319,29 +319,23 @@ func (s *Server) check(req *sip.Request, d *Dialog) access {
 		(strings.EqualFold(req.Transport(), "tls") && s.certs.mutualTLS()) {
 		return access{ok: true, trusted: true, identity: s.assertedIdentity(req)}
 	}
-	if d != nil {
-		if d.authIdentity != "" {
-			// A digest-authenticated dialog: its requests must come from
-			// where the INVITE came from.
-			if hostOf(req.Source()) == hostOf(d.source) {
-				return access{ok: true, identity: d.authIdentity, digest: true}
-			}
-			return access{}
-		}
-		// A dialog made through a trusted proxy (or on an open gateway):
-		// digest credentials of some account do not let anyone else in.
-		if len(s.trusted) == 0 && !s.certs.mutualTLS() && s.auth == nil {
-			return access{ok: true, identity: fromIdentity(req)}
+	if d != nil && d.authIdentity != "" {
+		// A digest-authenticated dialog: its requests must come from
+		// where the INVITE came from.
+		if hostOf(req.Source()) == hostOf(d.source) {
+			return access{ok: true, identity: d.authIdentity, digest: true}
 		}
 		return access{}
 	}
-	if s.auth != nil {
+	// In a dialog made through a trusted proxy, digest credentials of some
+	// account do not let anyone else in: only an initial request is verified.
+	if d == nil && s.auth != nil {
 		if uri := s.auth.verify(req, time.Now()); uri != "" {
 			return access{ok: true, identity: uri, digest: true}
 		}
 		return access{}
 	}
-	if len(s.trusted) == 0 && !s.certs.mutualTLS() {
+	if len(s.trusted) == 0 && !s.certs.mutualTLS() && s.auth == nil {
 		return access{ok: true, identity: fromIdentity(req)}
 	}
 	return access{}
@@ -370,13 +364,8 @@ func uriOf(v string) string {
 	if i := strings.IndexByte(v, ','); i >= 0 && !strings.Contains(v[:i], "<") {
 		v = v[:i]
 	}
-	if i := strings.IndexByte(v, '<'); i >= 0 {
-		if j := strings.IndexByte(v[i:], '>'); j > 0 {
-			v = v[i+1 : i+j]
-		}
-	}
 	var u sip.Uri
-	if err := sip.ParseUri(v, &u); err != nil {
+	if err := sip.ParseUri(uriPart(v), &u); err != nil {
 		return ""
 	}
 	return addrOf(&u)
