@@ -83,6 +83,14 @@ func TestRequestAuthority(t *testing.T) {
 	da.fails(clearConnection(id, lineAlice), errInvalidConn)
 	da.fails(clearConnection(id, lineBob), errInvalidConn)
 	da.fails(holdCall(id, extCallerT), errInvalidConn)
+	// Nor steer it: deflect (whatever deviceID), transfer, consult, send
+	// digits, retrieve.
+	da.fails(deflectCall(id, lineBob, extOtherT), errInvalidConn)
+	da.fails(deflectCall(id, extCallerT, extOtherT), errInvalidConn)
+	da.fails(singleStepTransfer(id, extCallerT, extOtherT), errInvalidConn)
+	da.fails(consultationCall(id, extCallerT, extOtherT), errInvalidConn)
+	da.fails(generateDigits(id, extCallerT, "1"), errInvalidConn)
+	da.fails(retrieveCall(id, extCallerT), errInvalidConn)
 	assert.Equal(t, "alerting", connState(e.sim, id, devBob), "bob's call must be untouched")
 	assert.Equal(t, "connected", connState(e.sim, id, extCaller))
 	assert.Empty(t, da.events(0), "alice must see nothing of bob's call")

@@ -94,7 +94,7 @@ func TestLinkDownAndRecovery(t *testing.T) {
 	require.Eventually(t, func() bool { return e.gw.Sessions() == 0 }, waitLong, pollInterval)
 
 	// A fresh INVITE works, and the call that ended during the outage is no
-	// phantom: absent from the replay, or cleared after the response.
+	// phantom: not replayed, and cleared on the client after the response.
 	c2 := e.tcp()
 	d2 := invited(t, c2, userAlice, lineAlice)
 	mark := d2.mark()
@@ -122,7 +122,7 @@ func TestLinkDownAndRecovery(t *testing.T) {
 			t.Errorf("phantom call %s replayed as %s", call, es[i].msg.Kind)
 		}
 	}
-	t.Logf("call gone during the outage: ConnectionCleared sent = %v", cleared)
+	assert.True(t, cleared, "call %s ended during the outage: no ConnectionCleared on the new session", call)
 	d2.ok(answerCall(next, lineAlice))
 	waitConn(t, e.sim, next, devAlice, "connected")
 
@@ -280,7 +280,41 @@ func TestPlacementSkipsDeadLink(t *testing.T) {
 	}
 	assert.Equal(t, 0, e.link("cti-a").Sessions)
 	assert.Equal(t, 3, e.link("cti-b").Sessions)
+
+	// cti-a returns: the sessions stay pinned to cti-b and keep working,
+	// and new sessions go round robin over both links again.
 	e.sim.ClearFaults(0)
+	require.Eventually(t, func() bool { return e.link("cti-a").State == ctipool.StateUp }, waitLong, pollInterval)
+	for _, u := range []struct{ user, line string }{{userDave, lineShared}, {userErin, lineErin}} {
+		d := signIn(t, c, u.user, u.line)
+		assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(u.line)).Kind)
+	}
+	assert.Equal(t, 1, e.link("cti-a").Sessions, "one of the two new sessions on the link that came back")
+	assert.Equal(t, 4, e.link("cti-b").Sessions, "the three pinned sessions stay where they are")
+}
+
+// A client that comes back after a failover is given the line's current
+// calls: a call that survived the outage is replayed after the
+// MonitorStartResponse and can be controlled.
+func TestReplayAfterFailover(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	db := signIn(t, e.tcp(), userBob, lineBob)
+	live := incomingAnswered(t, e, db, extOther, devBob)
+	gen := e.link("cti-a").Generation
+	require.NoError(t, e.sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultDrop}))
+	require.Eventually(t, func() bool {
+		l := e.link("cti-a")
+		return l.State == ctipool.StateUp && l.Generation > gen
+	}, waitLong, pollInterval)
+	require.Equal(t, 481, db.info(getDND(lineBob)).StatusCode, "the stale session's next request")
+
+	d2 := invited(t, e.tcp(), userBob, lineBob)
+	mark, n := d2.mark(), d2.cseq.Load()+1
+	d2.xref = d2.ok(monitorStart(lineBob)).MonitorCrossRefID
+	_, at := d2.waitEvent(mark, csta.KindEstablishedEvent, live)
+	assert.Greater(t, at, d2.responseIndex(n), "the replay comes after the MonitorStartResponse")
+	d2.ok(holdCall(live, lineBob))
+	waitConn(t, e.sim, live, devBob, "hold")
 }
 
 // A switch that stops talking (TCP open, nothing answered) is found dead by
