@@ -616,7 +616,7 @@ func appendEscaped(b []byte, s string, attr bool) []byte {
 		case c >= utf8.RuneSelf:
 			// Invalid UTF-8 and U+FFFE/U+FFFF are not XML characters.
 			r, n := utf8.DecodeRuneInString(s[i:])
-			if (r != utf8.RuneError || n > 1) && r != 0xFFFE && r != 0xFFFF {
+			if (r != utf8.RuneError || n > 1) && xmlChar(r) {
 				i += n - 1
 				continue
 			}

@@ -643,3 +643,15 @@ func TestMessageFieldHelpers(t *testing.T) {
 		t.Error("DeviceFields order")
 	}
 }
+
+// DecodeInto resets the message it is given: callers recycle messages, and
+// nothing of the last one may leak into the next.
+func TestDecodeIntoResets(t *testing.T) {
+	m := &Message{Kind: KindMakeCall, CallingDevice: Dev("x"), MonitorCrossRefID: "stale", Line: "l"}
+	if err := DecodeInto(m, []byte(`<MonitorStop xmlns="http://www.ecma-international.org/standards/ecma-323/csta/ed3"/>`), DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	if m.MonitorCrossRefID != "" || !m.CallingDevice.IsZero() || m.Line != "" || m.Kind != KindMonitorStop {
+		t.Errorf("not reset: %+v", m)
+	}
+}

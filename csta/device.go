@@ -116,7 +116,7 @@ func ParseDeviceID(s string) (DeviceID, error) {
 	switch {
 	case devHasPrefixFold(t, "tel:"):
 		d.Scheme = devSchemeTel
-		err = d.devParseTel(t[len("tel:"):])
+		err = d.devParseTel(t[len("tel:"):], false)
 	case devHasPrefixFold(t, "sip:"):
 		d.Scheme = devSchemeSIP
 		err = d.devParseSIP(t[len("sip:"):])
@@ -128,7 +128,7 @@ func ParseDeviceID(s string) (DeviceID, error) {
 		err = d.devParseNative(t[2:])
 	default:
 		d.Scheme = devSchemeBare
-		err = d.devParseBare(t)
+		err = d.devParseTel(t, true) // may be Avaya DMCC number:switch:address:n
 	}
 	if err != nil {
 		return DeviceID{}, devError(s, err.Error())
@@ -148,9 +148,9 @@ func ParseDeviceID(s string) (DeviceID, error) {
 
 // devParseTel parses what follows "tel:": the number up to the first ';',
 // then the parameters.
-func (d *DeviceID) devParseTel(rest string) error {
+func (d *DeviceID) devParseTel(rest string, avaya bool) error {
 	num, params := devCutParams(rest)
-	n, err := devNumber(num, false)
+	n, err := devNumber(num, avaya)
 	if err != nil {
 		return err
 	}
@@ -219,29 +219,12 @@ func (d *DeviceID) devParseNative(rest string) error {
 	return d.devParseParams(after)
 }
 
-// devParseBare parses a number without scheme, which may carry ;parameters
-// and may be Avaya DMCC's number:switch:address:n form.
-func (d *DeviceID) devParseBare(t string) error {
-	num, params := devCutParams(t)
-	n, err := devNumber(num, true)
-	if err != nil {
-		return err
-	}
-	d.Number = n
-	return d.devParseParams(params)
-}
-
 // devParseParams parses ";name[=value]" parameters. s is empty or starts with
 // ';'. Empty segments (";;" or a trailing ';') are ignored.
 func (d *DeviceID) devParseParams(s string) error {
 	for s != "" {
-		s = s[1:] // drop the ';'
-		seg := s
-		if i := strings.IndexByte(s, ';'); i >= 0 {
-			seg, s = s[:i], s[i:]
-		} else {
-			s = ""
-		}
+		var seg string
+		seg, s = devCutParams(s[1:])
 		if seg == "" {
 			continue
 		}

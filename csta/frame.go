@@ -241,7 +241,7 @@ func (fr *FrameReader) frameReadB() (Frame, error) {
 			if len(doc) > fr.max {
 				return fr.frameFail(frameErr(ErrFrameTooLarge, "document of %d bytes exceeds the limit of %d", len(doc), fr.max))
 			}
-			if frameBlank(doc) {
+			if isSpace(doc) {
 				continue // keep-alive
 			}
 			return Frame{InvokeID: NoInvokeID, Payload: doc}, nil
@@ -251,7 +251,7 @@ func (fr *FrameReader) frameReadB() (Frame, error) {
 			return fr.frameFail(frameErr(ErrFrameTooLarge, "no NUL within %d bytes", fr.max))
 		}
 		if err := fr.frameFill(fr.scan + 1); err != nil {
-			if err == io.EOF && frameBlank(fr.buf[fr.r:fr.w]) {
+			if err == io.EOF && isSpace(fr.buf[fr.r:fr.w]) {
 				// Trailing white space after the last NUL is not a document.
 				fr.r, fr.w, fr.scan = 0, 0, 0
 			}
@@ -325,16 +325,6 @@ func (fr *FrameReader) frameEOF(err error) error {
 func (fr *FrameReader) frameFail(err error) (Frame, error) {
 	fr.fail = err
 	return Frame{}, err
-}
-
-// frameBlank reports whether b holds nothing but XML white space.
-func frameBlank(b []byte) bool {
-	for _, c := range b {
-		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
-			return false
-		}
-	}
-	return true
 }
 
 // AppendFrame appends the frame carrying payload to dst and returns the

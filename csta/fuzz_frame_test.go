@@ -151,7 +151,7 @@ func FuzzFrameReader(f *testing.F) {
 func frameSkipKeepAlives(data []byte, off int) int {
 	for {
 		i := bytes.IndexByte(data[off:], 0)
-		if i < 0 || !frameBlank(data[off:off+i]) {
+		if i < 0 || !isSpace(data[off:off+i]) {
 			return off
 		}
 		off += i + 1

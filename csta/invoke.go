@@ -26,9 +26,6 @@ type InvokeIDs struct {
 // every id for which inUse reports true (inUse may be nil). When all 9,999
 // ids are in use it returns ErrNoInvokeID and its position is unchanged.
 func (a *InvokeIDs) Next(inUse func(id int) bool) (int, error) {
-	if a.next < 0 || a.next > MaxRequestInvokeID {
-		a.next = 0
-	}
 	for i := 0; i < invokeIDCount; i++ {
 		id := (a.next + i) % invokeIDCount
 		if inUse != nil && inUse(id) {

@@ -570,25 +570,10 @@ func (d *xdoc) checkPI(pi string, off int) error {
 	if pi[:n] != "xml" {
 		return nil
 	}
-	// Any version="..." (or '...') pseudo-attribute must say 1.0.
-	for rest := pi[n:]; ; {
-		k := strings.Index(rest, "version=")
-		if k < 0 {
-			return nil
-		}
-		rest = rest[k+len("version="):]
-		if rest == "" || (rest[0] != '"' && rest[0] != '\'') {
-			continue
-		}
-		e := strings.IndexByte(rest[1:], rest[0])
-		if e < 0 {
-			return nil
-		}
-		if v := rest[1 : 1+e]; v != "1.0" {
-			return d.fail(ErrSyntax, off, "unsupported XML version %q", trunc(v))
-		}
-		rest = rest[1+e:]
+	if v := declValue(pi[n:], "version"); v != "" && v != "1.0" {
+		return d.fail(ErrSyntax, off, "unsupported XML version %q", trunc(v))
 	}
+	return nil
 }
 
 // validName reports whether s is a name we accept for an element, an
@@ -640,12 +625,16 @@ func declEncoding(data []byte) string {
 	if end < 0 {
 		return ""
 	}
-	decl := string(data[5:end])
-	k := strings.Index(decl, "encoding")
+	return declValue(string(data[5:end]), "encoding")
+}
+
+// declValue returns the value of pseudo-attribute name in an XML declaration.
+func declValue(decl, name string) string {
+	k := strings.Index(decl, name)
 	if k < 0 {
 		return ""
 	}
-	rest := strings.TrimLeft(decl[k+8:], " \t\r\n")
+	rest := strings.TrimLeft(decl[k+len(name):], " \t\r\n")
 	if !strings.HasPrefix(rest, "=") {
 		return ""
 	}
@@ -679,7 +668,7 @@ func skipSpace(s string, i int) int {
 	return i
 }
 
-func isSpace(s string) bool {
+func isSpace[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c != ' ' && c != '\t' && c != '\r' && c != '\n' {
 			return false

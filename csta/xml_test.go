@@ -121,6 +121,7 @@ func TestDecodeRefusals(t *testing.T) {
 		{"PI <?>", `<a><?></a>`, ErrSyntax},
 		{"PI target not a name", `<?1x?><a/>`, ErrSyntax},
 		{"XML version 1.1", `<?xml version="1.1"?><a/>`, ErrSyntax},
+		{"XML version 1.1, spaced", `<?xml version = "1.1"?><a/>`, ErrSyntax},
 		{"XML version 2 later in the document", `<a><?xml version='2.0'?></a>`, ErrSyntax},
 	}
 	for _, c := range cases {
