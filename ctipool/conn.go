@@ -65,8 +65,7 @@ type conn struct {
 }
 
 type pending struct {
-	ch   chan reply
-	kind csta.Kind
+	ch chan reply
 	// release frees the request's admission budget place (MonitorStart,
 	// SnapshotDevice): when the switch answers, when the link dies, or a
 	// request timeout after the caller gave up, never merely because the
@@ -426,7 +425,7 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 		}
 		return nil, err
 	}
-	p := &pending{ch: make(chan reply, 1), kind: m.Kind, release: release}
+	p := &pending{ch: make(chan reply, 1), release: release}
 	c.mu.Lock()
 	if c.dead {
 		err := c.deadErr

@@ -78,7 +78,7 @@ func (l *Link) resetTimer(c *conn) {
 		}
 		// A NegResponse (invalidSessionID, serverCannotResetSessionTimer)
 		// means the session is gone or about to be.
-		if isSessionRefusal(err) {
+		if errors.Is(err, ErrSessionRefused) {
 			c.fail(fmt.Errorf("%w: %v", ErrSessionTerminated, err))
 		}
 		return
@@ -88,8 +88,6 @@ func (l *Link) resetTimer(c *conn) {
 		c.sessDur.Store(int64(time.Duration(resp.SessionDuration) * time.Second))
 	}
 }
-
-func isSessionRefusal(err error) bool { return errors.Is(err, ErrSessionRefused) }
 
 // HeartbeatError is why a silent link was declared dead.
 type HeartbeatError struct{ Silence time.Duration }

@@ -48,11 +48,10 @@ type LinkState struct {
 // Link is one CTI server connection with its reconnect loop. Every
 // successful bootstrap starts a new generation.
 type Link struct {
-	pool  *Pool
-	lc    LinkConfig
-	cfg   Config
-	log   zerolog.Logger
-	index int
+	pool *Pool
+	lc   LinkConfig
+	cfg  Config
+	log  zerolog.Logger
 
 	cur        atomic.Pointer[conn]
 	state      atomic.Int32
@@ -69,9 +68,6 @@ type Link struct {
 
 // Name is the link's configured name.
 func (l *Link) Name() string { return l.lc.Name }
-
-// Index is the link's position in the priority list.
-func (l *Link) Index() int { return l.index }
 
 // Generation is the current (or last) generation; 0 before the first
 // successful bootstrap.
@@ -104,24 +100,30 @@ func (l *Link) current() *conn {
 // positive response. A CSTAErrorCode answer is returned as a *csta.Error; a
 // dead link fails at once with ErrLinkDown.
 func (l *Link) Do(ctx context.Context, m *csta.Message) (*csta.Message, error) {
-	c := l.current()
-	if c == nil {
-		return nil, fmt.Errorf("link %s: %w", l.lc.Name, ErrLinkDown)
-	}
-	return c.request(ctx, m)
+	return l.DoGen(ctx, 0, m)
 }
 
 // DoGen is Do pinned to a generation: ErrStaleGeneration when the link has
 // reconnected since, ErrLinkDown when it is down.
 func (l *Link) DoGen(ctx context.Context, gen uint64, m *csta.Message) (*csta.Message, error) {
+	c, err := l.conn(gen)
+	if err != nil {
+		return nil, err
+	}
+	return c.request(ctx, m)
+}
+
+// conn returns the live connection, which must be generation gen unless
+// gen is 0 (generations start at 1).
+func (l *Link) conn(gen uint64) (*conn, error) {
 	c := l.current()
 	if c == nil {
 		return nil, fmt.Errorf("link %s: %w", l.lc.Name, ErrLinkDown)
 	}
-	if c.gen != gen {
+	if gen != 0 && c.gen != gen {
 		return nil, fmt.Errorf("link %s: %w", l.lc.Name, ErrStaleGeneration)
 	}
-	return c.request(ctx, m)
+	return c, nil
 }
 
 func (l *Link) setState(s State, err error) {
@@ -313,7 +315,7 @@ func (l *Link) serve(ctx context.Context, c *conn) {
 // shutdown ends the application session politely and closes.
 func (l *Link) shutdown(c *conn) {
 	if c.sessionID != "" && !c.isDead() {
-		ctx, cancel := context.WithTimeout(context.Background(), minDur(l.cfg.RequestTimeout, time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), min(l.cfg.RequestTimeout, time.Second))
 		_, _ = c.request(ctx, &csta.Message{Kind: csta.KindStopApplicationSession, SessionID: c.sessionID, Reason: "normal"})
 		cancel()
 	}
@@ -330,11 +332,4 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-func minDur(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
 }

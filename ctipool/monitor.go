@@ -74,9 +74,6 @@ type Subscription struct {
 // Generation is the link generation the subscription belongs to.
 func (s *Subscription) Generation() uint64 { return s.c.gen }
 
-// Device is the PBX device monitored.
-func (s *Subscription) Device() string { return s.mon.device }
-
 // CrossRefID is the PBX's monitorCrossRefID (never shown to clients).
 func (s *Subscription) CrossRefID() string { return s.mon.xref }
 
@@ -134,22 +131,15 @@ func (s *Subscription) Close() {
 // subscriber (through the admission budget). fn receives every event; onEnd
 // is called if the monitor ends because the link died.
 func (l *Link) Monitor(ctx context.Context, device string, fn EventFunc, onEnd EndFunc) (*Subscription, error) {
-	c := l.current()
-	if c == nil {
-		return nil, fmt.Errorf("link %s: %w", l.lc.Name, ErrLinkDown)
-	}
-	return c.monitor(ctx, device, fn, onEnd)
+	return l.MonitorGen(ctx, 0, device, fn, onEnd)
 }
 
 // MonitorGen is Monitor pinned to a generation: it fails with
 // ErrStaleGeneration when the link has moved on.
 func (l *Link) MonitorGen(ctx context.Context, gen uint64, device string, fn EventFunc, onEnd EndFunc) (*Subscription, error) {
-	c := l.current()
-	if c == nil {
-		return nil, fmt.Errorf("link %s: %w", l.lc.Name, ErrLinkDown)
-	}
-	if c.gen != gen {
-		return nil, fmt.Errorf("link %s: %w", l.lc.Name, ErrStaleGeneration)
+	c, err := l.conn(gen)
+	if err != nil {
+		return nil, err
 	}
 	return c.monitor(ctx, device, fn, onEnd)
 }
@@ -206,15 +196,7 @@ func (c *conn) monitor(ctx context.Context, device string, fn EventFunc, onEnd E
 		}
 	}
 	if m.err != nil {
-		m.mu.Lock()
-		subs := m.subs[:0:0]
-		for _, x := range m.subs {
-			if x != s {
-				subs = append(subs, x)
-			}
-		}
-		m.subs = subs
-		m.mu.Unlock()
+		s.Close()
 		return nil, m.err
 	}
 	return s, nil

@@ -28,7 +28,6 @@ type Options struct {
 
 // Pool is the set of CTI links.
 type Pool struct {
-	cfg   Config
 	opts  Options
 	links []*Link
 	rr    atomic.Uint64
@@ -46,14 +45,13 @@ func New(cfg Config, opts Options) (*Pool, error) {
 	if err := cfg.Validate("cti"); err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, opts: opts}
-	for i, lc := range cfg.Links {
+	p := &Pool{opts: opts}
+	for _, lc := range cfg.Links {
 		l := &Link{
-			pool:  p,
-			lc:    lc,
-			cfg:   cfg,
-			index: i,
-			log:   opts.Logger.With().Str("link", lc.Name).Logger(),
+			pool: p,
+			lc:   lc,
+			cfg:  cfg,
+			log:  opts.Logger.With().Str("link", lc.Name).Logger(),
 		}
 		l.state.Store(int32(StateConnecting))
 		l.since.Store(time.Now().UnixNano())
