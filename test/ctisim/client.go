@@ -196,13 +196,7 @@ func (c *client) readLoop() {
 // expectsAnswer reports whether the switch answers a message: requests do;
 // responses and events a client sends (or misdirects) do not.
 func expectsAnswer(m *csta.Message) bool {
-	switch m.Kind {
-	case csta.KindUnknown:
-		return !strings.HasSuffix(m.Name, "Response") && !strings.HasSuffix(m.Name, "Event") && m.Name != "CSTAErrorCode"
-	case csta.KindApplicationSessionTerminated:
-		return false
-	}
-	return !m.Kind.IsReply() && m.Kind.Class() != csta.ClassEvent
+	return m.Kind != csta.KindApplicationSessionTerminated && !m.IsReply() && m.Class() != csta.ClassEvent
 }
 
 func (c *client) procLoop() {
@@ -440,7 +434,7 @@ func (c *client) stopSession() {
 
 func (c *client) writeLoop() {
 	defer c.sim.wg.Done()
-	var body, frame []byte
+	var frame []byte
 	for {
 		var f outFrame
 		select {
@@ -449,10 +443,7 @@ func (c *client) writeLoop() {
 		case f = <-c.out:
 		}
 		var err error
-		body, err = csta.AppendEncode(body[:0], f.msg, f.ns)
-		if err == nil {
-			frame, err = csta.AppendFrame(frame[:0], f.invoke, body, c.fopt)
-		}
+		frame, err = csta.AppendFrameWith(frame[:0], f.invoke, c.fopt, func(b []byte) ([]byte, error) { return csta.AppendEncode(b, f.msg, f.ns) })
 		if err != nil {
 			// Nothing the switch builds should fail to encode; if a frame is
 			// over the limit the client would be out of step, so close.

@@ -101,6 +101,18 @@ func TestCallModel(t *testing.T) {
 			},
 		},
 		{
+			// The stored forwarding number has had its trunk prefix taken
+			// once: diverting must not take it again (40003 would ring).
+			name:  "MakeCall to a station forwarded to an outside number",
+			setup: func(h *harness) { h.ok(fwdReq(B, "forwardImmediate", true, "9940003", 0)) },
+			do:    func(h *harness) *csta.Message { return makeCallReq(A, B) },
+			calls: []string{"40001:connected 940003:alerting"},
+			events: map[string][]string{
+				A: {"ServiceInitiated initiated makeCall", "Originated connected makeCall", "Diverted connected callForwardImmediate", "Delivered connected callForwardImmediate"},
+				B: {"Diverted null callForwardImmediate"},
+			},
+		},
+		{
 			name: "MakeCall to a busy station with forwardBusy",
 			setup: func(h *harness) {
 				h.ok(fwdReq(B, "forwardBusy", true, D, 0))

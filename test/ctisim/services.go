@@ -202,7 +202,7 @@ func (o *op) canDivert(c *call, t *device, dn string) bool {
 	if c.diversions >= o.sw.cfg.maxDiversions {
 		return false
 	}
-	id, _, err := o.sw.cfg.num.dialled(dn)
+	id, _, err := o.sw.cfg.num.identify(dn)
 	if err != nil || id == t.id {
 		return false
 	}
@@ -215,7 +215,7 @@ func (o *op) canDivert(c *call, t *device, dn string) bool {
 // divert moves the call away from t (whose alerting connection, if any, is
 // cn): DivertedEvent, then delivery at the new destination.
 func (o *op) divert(c *call, t *device, cn *connection, dn, cause string) {
-	id, station, _ := o.sw.cfg.num.dialled(dn)
+	id, station, _ := o.sw.cfg.num.identify(dn)
 	if cn != nil {
 		o.sw.detach(cn)
 	}
@@ -272,12 +272,9 @@ func (o *op) clear(cn *connection, cause string) {
 // ---- Basic call control ----
 
 func (o *op) answerCall(req *csta.Message) *csta.Error {
-	cn, err := o.stationConn(req.Connection)
+	cn, err := o.stationConnIn(req.Connection, stAlerting)
 	if err != nil {
 		return err
-	}
-	if cn.state != stAlerting {
-		return errf(csta.CodeInvalidConnectionState, "%s is %s, not alerting", cn.dev.id, cn.state)
 	}
 	if other := cn.dev.talking(cn); other != nil {
 		return errf(codeInvalidDeviceState, "%s already has call %s %s", cn.dev.id, other.call.id, other.state)
@@ -316,12 +313,9 @@ func (o *op) clearWholeCall(c *call) {
 }
 
 func (o *op) holdCall(req *csta.Message) *csta.Error {
-	cn, err := o.stationConn(req.Connection)
+	cn, err := o.stationConnIn(req.Connection, stConnected)
 	if err != nil {
 		return err
-	}
-	if cn.state != stConnected {
-		return errf(csta.CodeInvalidConnectionState, "%s is %s, not connected", cn.dev.id, cn.state)
 	}
 	o.respond(&csta.Message{Kind: csta.KindHoldCallResponse})
 	cn.state = stHold
@@ -386,12 +380,9 @@ func (o *op) reconnectCall(req *csta.Message) *csta.Error {
 // ---- Consultation, transfer, conference, deflection ----
 
 func (o *op) consultationCall(req *csta.Message) *csta.Error {
-	cn, err := o.stationConn(req.Connection)
+	cn, err := o.stationConnIn(req.Connection, stConnected)
 	if err != nil {
 		return err
-	}
-	if cn.state != stConnected {
-		return errf(csta.CodeInvalidConnectionState, "%s is %s, not connected", cn.dev.id, cn.state)
 	}
 	tID, tStation, perr := o.sw.cfg.num.dialled(req.Destination.ID)
 	if perr != nil {
@@ -445,16 +436,7 @@ func (o *op) transferCall(req *csta.Message) *csta.Error {
 	primary, secondary := cid(c1, a.id), cid(c2, a.id)
 	sw.detach(held)
 	sw.detach(active)
-	var items []csta.ConnectionListItem
-	for _, x := range c1.conns {
-		items = append(items, csta.ConnectionListItem{NewConnection: cid(c1, x.dev.id), OldConnection: cid(c1, x.dev.id), Endpoint: x.dev.id})
-	}
-	moved := append([]*connection(nil), c2.conns...)
-	for _, x := range moved {
-		items = append(items, csta.ConnectionListItem{NewConnection: cid(c1, x.dev.id), OldConnection: cid(c2, x.dev.id), Endpoint: x.dev.id})
-		sw.move(x, c1)
-	}
-	sw.endCall(c2)
+	items, moved := sw.merge(c1, c2)
 	to := moved[0].dev.id
 	if c1.origin == nil || !c1.origin.live {
 		c1.origin = c1.conns[0]
@@ -513,30 +495,18 @@ func (o *op) conferenceCall(req *csta.Message) *csta.Error {
 	primary, secondary := cid(c1, a.id), cid(c2, a.id)
 	sw.detach(active)
 	held.state = stConnected
-	var items []csta.ConnectionListItem
-	for _, x := range c1.conns {
-		items = append(items, csta.ConnectionListItem{NewConnection: cid(c1, x.dev.id), OldConnection: cid(c1, x.dev.id), Endpoint: x.dev.id})
-	}
-	moved := append([]*connection(nil), c2.conns...)
-	for _, x := range moved {
-		items = append(items, csta.ConnectionListItem{NewConnection: cid(c1, x.dev.id), OldConnection: cid(c2, x.dev.id), Endpoint: x.dev.id})
-		sw.move(x, c1)
-	}
-	sw.endCall(c2)
+	items, moved := sw.merge(c1, c2)
 	o.respond(&csta.Message{Kind: csta.KindConferenceCallResponse, Connection: cid(c1, a.id), Connections: items})
 	o.emit(c1, evConferenced(primary, secondary, a.id, moved[0].dev.id, items))
 	return nil
 }
 
 func (o *op) deflectCall(req *csta.Message) *csta.Error {
-	cn, err := o.stationConn(req.Connection)
+	cn, err := o.stationConnIn(req.Connection, stAlerting)
 	if err != nil {
 		return err
 	}
-	if cn.state != stAlerting {
-		return errf(csta.CodeInvalidConnectionState, "%s is %s, not alerting", cn.dev.id, cn.state)
-	}
-	tID, tStation, perr := o.sw.cfg.num.dialled(req.Destination.ID)
+	tID, _, perr := o.sw.cfg.num.dialled(req.Destination.ID)
 	if perr != nil {
 		return errf(csta.CodeInvalidDestination, "%q", req.Destination.ID)
 	}
@@ -544,22 +514,14 @@ func (o *op) deflectCall(req *csta.Message) *csta.Error {
 		return errf(csta.CodeInvalidDestination, "%s deflects to itself", tID)
 	}
 	o.respond(&csta.Message{Kind: csta.KindDeflectCallResponse})
-	c, b := cn.call, cn.dev
-	o.sw.detach(cn)
-	o.emit(c, evDiverted(c, b, tID, causeRedirected), b)
-	c.lastRedirect = b.id
-	c.diversions++
-	o.route(c, tID, tStation, causeRedirected)
+	o.divert(cn.call, cn.dev, cn, tID, causeRedirected)
 	return nil
 }
 
 func (o *op) generateDigits(req *csta.Message) *csta.Error {
-	cn, err := o.stationConn(req.Connection)
+	cn, err := o.stationConnIn(req.Connection, stConnected)
 	if err != nil {
 		return err
-	}
-	if cn.state != stConnected {
-		return errf(csta.CodeInvalidConnectionState, "%s is %s, not connected", cn.dev.id, cn.state)
 	}
 	s := req.CharactersToSend
 	if s == "" || len(s) > 64 {
@@ -725,4 +687,31 @@ func (o *op) monitorStop(req *csta.Message, owner Sink) *csta.Error {
 	o.sw.dropMonitor(m.xref, m)
 	o.respond(&csta.Message{Kind: csta.KindMonitorStopResponse})
 	return nil
+}
+
+// stationConnIn is stationConn for a connection that must be in state want.
+func (o *op) stationConnIn(id csta.ConnectionID, want connState) (*connection, *csta.Error) {
+	cn, err := o.stationConn(id)
+	if err != nil {
+		return nil, err
+	}
+	if cn.state != want {
+		return nil, errf(csta.CodeInvalidConnectionState, "%s is %s, not %s", cn.dev.id, cn.state, want)
+	}
+	return cn, nil
+}
+
+// merge moves c2's connections into c1 and ends c2. items lists c1's
+// parties, then the moved ones with their old connection in c2.
+func (sw *Switch) merge(c1, c2 *call) (items []csta.ConnectionListItem, moved []*connection) {
+	for _, x := range c1.conns {
+		items = append(items, csta.ConnectionListItem{NewConnection: cid(c1, x.dev.id), OldConnection: cid(c1, x.dev.id), Endpoint: x.dev.id})
+	}
+	moved = append([]*connection(nil), c2.conns...)
+	for _, x := range moved {
+		items = append(items, csta.ConnectionListItem{NewConnection: cid(c1, x.dev.id), OldConnection: cid(c2, x.dev.id), Endpoint: x.dev.id})
+		sw.move(x, c1)
+	}
+	sw.endCall(c2)
+	return items, moved
 }
