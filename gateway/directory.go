@@ -17,9 +17,6 @@ type Line struct {
 	select_ string // the device= parameter of the provisioned URI, if any
 }
 
-// Key is the line's canonical key.
-func (l *Line) Key() csta.LineKey { return l.keys[0] }
-
 // matches reports whether a device string the client sent denotes this
 // line: same canonical key (any alias), and when the string names a device=
 // it must be this appearance's.
@@ -99,9 +96,6 @@ func NewDirectory(cfg DirectoryConfig) (*Directory, error) {
 	}
 	return d, errors.Join(errs...)
 }
-
-// Users returns how many users the directory has.
-func (d *Directory) Users() int { return len(d.users) }
 
 // Lines returns a user's line appearances (nil for an unknown user).
 func (d *Directory) Lines(user string) []*Line { return d.users[normUser(user)] }

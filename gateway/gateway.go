@@ -157,7 +157,7 @@ feed:
 	close(work)
 	wg.Wait()
 	// Give the BYEs a moment on the wire.
-	t := time.NewTimer(minDuration(g.cfg.Gateway.ShutdownGrace, 500*time.Millisecond))
+	t := time.NewTimer(min(g.cfg.Gateway.ShutdownGrace, 500*time.Millisecond))
 	select {
 	case <-t.C:
 	case <-ctx.Done():
@@ -170,13 +170,6 @@ feed:
 		_ = g.admin.Shutdown(sctx)
 		cancel()
 	}
-}
-
-func minDuration(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
 }
 
 // Sessions returns the number of live sessions.

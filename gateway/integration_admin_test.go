@@ -49,6 +49,7 @@ func TestAdminEndpoints(t *testing.T) {
 		`(?m)^cstagw_requests_total\{service="MonitorStart",result="ok"\} 1$`,
 		`(?m)^cstagw_link_up\{link="cti-a"\} 1$`,
 		`(?m)^cstagw_stale_481_total 0$`,
+		`(?m)^cstagw_monitors 1$`,
 		`(?m)^go_goroutines [1-9][0-9]*$`,
 		`(?m)^go_gc_heap_live_bytes [0-9.e+]+$`,
 		`(?m)^go_gc_gogc_percent [0-9]+$`,
@@ -72,7 +73,13 @@ func TestAdminEndpoints(t *testing.T) {
 	_, body = httpGet(t, base+"/status")
 	require.NoError(t, json.Unmarshal([]byte(body), &st))
 	assert.EqualValues(t, 2, st["links"].([]any)[0].(map[string]any)["generation"])
-	_ = d
+
+	// The session ends (stale after the reconnect): its monitor is no
+	// longer counted.
+	assert.Equal(t, 481, d.info(getDND(lineAlice)).StatusCode)
+	require.Eventually(t, func() bool { return e.gw.Sessions() == 0 }, waitLong, pollInterval)
+	_, body = httpGet(t, base+"/metrics")
+	assert.Regexp(t, regexp.MustCompile(`(?m)^cstagw_monitors 0$`), body)
 }
 
 func TestShutdownSendsByeAndRefusesInvites(t *testing.T) {

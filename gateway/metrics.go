@@ -16,7 +16,6 @@ import (
 type counter struct{ v atomic.Uint64 }
 
 func (c *counter) Inc()         { c.v.Add(1) }
-func (c *counter) Add(n uint64) { c.v.Add(n) }
 func (c *counter) Load() uint64 { return c.v.Load() }
 
 type gauge struct{ v atomic.Int64 }
@@ -24,7 +23,6 @@ type gauge struct{ v atomic.Int64 }
 func (g *gauge) Inc()        { g.v.Add(1) }
 func (g *gauge) Dec()        { g.v.Add(-1) }
 func (g *gauge) Load() int64 { return g.v.Load() }
-func (g *gauge) Set(v int64) { g.v.Store(v) }
 
 type counterVec struct {
 	name, help string
@@ -39,13 +37,21 @@ func newCounterVec(name, help string, labels ...string) *counterVec {
 
 // With returns the counter of a label set (values in label order).
 func (v *counterVec) With(values ...string) *counter {
-	key := strings.Join(values, "\x00")
+	var buf [96]byte
+	k := buf[:0]
+	for i, x := range values {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, x...)
+	}
 	v.mu.RLock()
-	c := v.m[key]
+	c := v.m[string(k)] // no allocation for the lookup
 	v.mu.RUnlock()
 	if c != nil {
 		return c
 	}
+	key := string(k)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if c = v.m[key]; c == nil {

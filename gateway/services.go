@@ -55,8 +55,10 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 		service = "unknown"
 	}
 	result := "ok"
+	var code csta.ErrorCode
 	if err != nil {
-		code, ok := csta.CodeOf(err)
+		var ok bool
+		code, ok = csta.CodeOf(err)
 		if !ok {
 			code = csta.CodeGeneric
 		}
@@ -73,17 +75,19 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 	// loss is logged once; with 10,000 sessions waiting, a line each made
 	// the outage a log storm and slowed every refusal).
 	ev := s.log.Info()
-	if err == nil && isQuery(m) || result == csta.CodeResourceOutOfService.String() {
+	if err == nil && isQuery(m) || code == csta.CodeResourceOutOfService {
 		ev = s.log.Debug()
 	}
-	ev = ev.Bool("audit", true).Str("user", s.user).Str("line", s.line.URI).Str("service", service).Str("result", result)
-	if t := auditTarget(m); t != "" {
-		ev = ev.Str("target", t)
+	if ev.Enabled() {
+		ev = ev.Bool("audit", true).Str("user", s.user).Str("line", s.line.URI).Str("service", service).Str("result", result)
+		if t := auditTarget(m); t != "" {
+			ev = ev.Str("target", t)
+		}
+		if err != nil {
+			ev = ev.AnErr("error", err)
+		}
+		ev.Msg("control action")
 	}
-	if err != nil {
-		ev = ev.AnErr("error", err)
-	}
-	ev.Msg("control action")
 	body, eerr := csta.Encode(resp, csta.NSEd3)
 	if eerr != nil {
 		s.log.Error().Err(eerr).Msg("cannot encode response")

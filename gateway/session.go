@@ -160,7 +160,6 @@ type Session struct {
 	state    State
 	reason   CloseReason
 	monitors map[string]*monitorRef // by northbound monitorCrossRefID
-	told     bool                   // SystemStatus disabled sent for this outage
 }
 
 func newSessionID() string {
@@ -349,6 +348,7 @@ type replayed struct {
 
 // onLink applies a state change of the pinned link.
 func (s *Session) onLink(ls ctipool.LinkState) {
+	prev := s.State()
 	var st State
 	switch {
 	case ls.State != ctipool.StateUp:
@@ -360,11 +360,7 @@ func (s *Session) onLink(ls ctipool.LinkState) {
 	}
 	switch st {
 	case StateLinkDown:
-		s.mu.Lock()
-		tell := !s.told
-		s.told = true
-		s.mu.Unlock()
-		if tell {
+		if prev != StateLinkDown {
 			s.sendRaw(&csta.Message{Kind: csta.KindSystemStatus, SystemStatus: "disabled"})
 		}
 	case StateStale:
@@ -419,6 +415,7 @@ func (s *Session) close(reason CloseReason, bye bool) {
 			if m.w != nil {
 				m.w.detach(m)
 			}
+			s.g.metrics.monitors.Dec()
 		}
 		s.g.forget(s, mons)
 		s.g.metrics.sessionsClosed.With(string(reason)).Inc()

@@ -56,12 +56,14 @@ func main() {
 	gcPercent, memLimit := gateway.ApplyRuntime(cfg.Runtime)
 	log.Info().Int("gc_percent", gcPercent).Int64("memory_limit", memLimit).Msg("garbage collector")
 	g, err := gateway.New(cfg, log)
+	if err == nil {
+		err = g.Start()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cstagw: %v\n", err)
-		os.Exit(1)
-	}
-	if err := g.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "cstagw: %v\n", err)
+		if demo != nil {
+			demo.Close() // os.Exit skips the deferred one: no demo directory left behind
+		}
 		os.Exit(1)
 	}
 	if demo != nil {
