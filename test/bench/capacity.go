@@ -192,16 +192,17 @@ func (e *Env) capacity(network string, steps []int, settle time.Duration) (*CapR
 	// Liveness: a PBX-bound request on a random sample of the sessions must
 	// still be answered (no stuck or forgotten sessions).
 	if rig.GW.Alive() {
-		n := min(1000, done)
+		n := 0 // sessions probed: a sampled one that is not signed in is not asked
 		var okN atomic.Int64
 		var bad Counts
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 64)
-		for _, i := range rand.Perm(done)[:n] {
+		for _, i := range rand.Perm(done)[:min(1000, done)] {
 			s := ss[i]
 			if !s.IsSigned() {
 				continue
 			}
+			n++
 			sem <- struct{}{}
 			wg.Add(1)
 			err := s.Request("GetDoNotDisturb", func(r *Response, _ time.Duration) {

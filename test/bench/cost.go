@@ -256,12 +256,11 @@ func (e *Env) eventWindow(rig *Rig, clients []*Client, pairs [][2]int, callRate 
 			wg.Done()
 		})
 	})
-	c0 := d.placed.Load()
 	pace(callRate, warm+win+200*time.Millisecond, nil, d.place)
 	wg.Wait()
 	d.close()
 	time.Sleep(500 * time.Millisecond)
-	res.Calls = int(d.placed.Load() - c0)
+	res.Calls = int(d.placed.Load())
 	res.CallErrors = d.errs.Map()
 	res.Events = e1 - e0
 	el := t1.Sub(t0)

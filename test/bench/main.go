@@ -90,33 +90,6 @@ func main() {
 	if err := os.MkdirAll(e.Out, 0o755); err != nil {
 		fatal(err)
 	}
-	pick := func(v, full, q int) int {
-		if v > 0 {
-			return v
-		}
-		if e.Quick {
-			return q
-		}
-		return full
-	}
-	pickF := func(v, full, q float64) float64 {
-		if v > 0 {
-			return v
-		}
-		if e.Quick {
-			return q
-		}
-		return full
-	}
-	pickD := func(v, full, q time.Duration) time.Duration {
-		if v > 0 {
-			return v
-		}
-		if e.Quick {
-			return q
-		}
-		return full
-	}
 	defSteps := "10000,40000,80000"
 	if e.Quick {
 		defSteps = "2000"
@@ -131,17 +104,17 @@ func main() {
 		}
 	}
 	cfg := PhaseConfig{
-		CostSessions: pick(*costN, 4000, 2000),
-		CostRate:     pickF(*costRate, 3000, 1000),
-		CallRate:     pickF(*callRate, 200, 100),
-		CostWindow:   pickD(*costWin, 15*time.Second, 3*time.Second),
-		LatStep:      pickD(*latStep, 3*time.Second, time.Second),
-		LatWindow:    pickD(*latWin, 10*time.Second, 2*time.Second),
-		RecSessions:  pick(*recN, 10000, 1000),
+		CostSessions: pick(e.Quick, *costN, 4000, 2000),
+		CostRate:     pick(e.Quick, *costRate, 3000, 1000),
+		CallRate:     pick(e.Quick, *callRate, 200, 100),
+		CostWindow:   pick(e.Quick, *costWin, 15*time.Second, 3*time.Second),
+		LatStep:      pick(e.Quick, *latStep, 3*time.Second, time.Second),
+		LatWindow:    pick(e.Quick, *latWin, 10*time.Second, 2*time.Second),
+		RecSessions:  pick(e.Quick, *recN, 10000, 1000),
 		Heartbeat:    *hb,
-		Refuse:       pickD(*refuse, 10*time.Second, 3*time.Second),
+		Refuse:       pick(e.Quick, *refuse, 10*time.Second, 3*time.Second),
 		Budget:       *budget,
-		BenchCount:   pick(*benchCount, 5, 1),
+		BenchCount:   pick(e.Quick, *benchCount, 5, 1),
 		BenchTime:    *benchTime,
 		Kamailio:     !*noKamailio,
 	}
@@ -334,4 +307,16 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// pick is a knob's value: the flag when given, else the quick or full
+// default.
+func pick[T int | float64 | time.Duration](quick bool, v, full, q T) T {
+	if v > 0 {
+		return v
+	}
+	if quick {
+		return q
+	}
+	return full
 }

@@ -45,7 +45,6 @@ type RecRun struct {
 	PiledUp                    int            `json:"requests_waiting_at_death"`
 	RefusedSessions            int            `json:"sessions_refused_during_outage"`
 	NotRefused                 map[string]int `json:"answers_after_fault_before_cutoff,omitempty"`
-	LateNonRefusals            int            `json:"non_refusals_after_cutoff"`
 	DelayedRefusals            int            `json:"refusals_slower_than_100ms"`
 	RefusalRTT                 Summary        `json:"refusal_rtt_while_down"`
 	SlowestRefusals            []string       `json:"slowest_refusals,omitempty"`
@@ -347,11 +346,6 @@ func (e *Env) recoveryRun(cfg PhaseConfig, fault string) (*RecRun, error) {
 	for _, r := range recs {
 		if r.outcome == outRefused && r.sent < firstRefusal && r.answered >= firstRefusal {
 			run.PiledUp++
-		}
-	}
-	for _, r := range recs {
-		if r.sent > cutoff && r.sent < t1n && (r.outcome != outRefused || r.answered-r.sent > prompt) {
-			run.LateNonRefusals++
 		}
 	}
 	for i := range refused {

@@ -478,13 +478,6 @@ func (s *Session) IsSigned() bool {
 // Inflight is the number of transactions of the session awaiting an answer.
 func (s *Session) Inflight() int { return int(s.inflight.Load()) }
 
-// CallID is the current dialog's Call-ID.
-func (s *Session) CallID() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.callID
-}
-
 // ---- reading ----
 
 func (sc *sipConn) readLoop() {

@@ -22,12 +22,6 @@ func (l *Lat) Add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-func (l *Lat) N() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.d)
-}
-
 // Summary are percentiles in microseconds.
 type Summary struct {
 	N    int     `json:"n"`
@@ -93,16 +87,6 @@ func (c *Counts) Map() map[string]int {
 		out[k] = v
 	}
 	return out
-}
-
-func (c *Counts) Total() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, v := range c.m {
-		n += v
-	}
-	return n
 }
 
 func fmtCounts(m map[string]int) string {
