@@ -28,6 +28,19 @@ const (
 	DefaultApplicationID     = "cstagw"
 	DefaultLogEvery          = 10
 	MaxLinks                 = 8
+	DefaultFailoverAfter     = 30 * time.Second
+	DefaultFallbackPerSecond = 20
+)
+
+// After-reconnect policies (cti.after_reconnect).
+const (
+	// AfterReconnectReinvite: a session whose link came back under a new
+	// generation is stale; its next request gets 481 and the client
+	// re-INVITEs (the default).
+	AfterReconnectReinvite = "reinvite"
+	// AfterReconnectResume: the session is moved to the link's new
+	// generation at once and keeps its dialog.
+	AfterReconnectResume = "resume"
 )
 
 // Config is the cti: section of the gateway configuration.
@@ -45,7 +58,48 @@ type Config struct {
 	DialTimeout  time.Duration `yaml:"dial_timeout"`
 	// MaxFrame caps an incoming frame, bytes (default 1 MiB).
 	MaxFrame int `yaml:"max_frame"`
+
+	// Continuity policy, applied by the gateway (see FailoverDelay).
+	// FailoverAfter: a Go duration (default 30s) after which the sessions
+	// of a link that is still down move to a healthy link, or "off".
+	FailoverAfter string `yaml:"failover_after"`
+	// AfterReconnect: "reinvite" (default) or "resume".
+	AfterReconnect string         `yaml:"after_reconnect"`
+	Fallback       FallbackConfig `yaml:"fallback"`
 }
+
+// FallbackConfig paces the return of idle sessions to a link that came
+// back (or was added).
+type FallbackConfig struct {
+	// Enabled defaults to true.
+	Enabled *bool `yaml:"enabled"`
+	// PerSecond caps the sessions moved per second (default 20).
+	PerSecond int `yaml:"per_second"`
+}
+
+// FailoverDelay returns how long a link stays down before its sessions
+// move elsewhere; ok is false when failover is off.
+func (c Config) FailoverDelay() (d time.Duration, ok bool) {
+	switch strings.TrimSpace(c.FailoverAfter) {
+	case "":
+		return DefaultFailoverAfter, true
+	case "off":
+		return 0, false
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(c.FailoverAfter))
+	if err != nil || d <= 0 {
+		return 0, false
+	}
+	return d, true
+}
+
+// Resume reports whether sessions follow their link to its new generation
+// (after_reconnect: resume).
+func (c Config) Resume() bool { return c.AfterReconnect == AfterReconnectResume }
+
+// FallbackEnabled reports whether idle sessions spread back to a link that
+// returns.
+func (c Config) FallbackEnabled() bool { return c.Fallback.Enabled == nil || *c.Fallback.Enabled }
 
 // ReconnectConfig is the reconnect policy.
 type ReconnectConfig struct {
@@ -133,6 +187,12 @@ func (c Config) WithDefaults() Config {
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = csta.DefaultMaxFrame
 	}
+	if c.AfterReconnect == "" {
+		c.AfterReconnect = AfterReconnectReinvite
+	}
+	if c.Fallback.PerSecond <= 0 {
+		c.Fallback.PerSecond = DefaultFallbackPerSecond
+	}
 	links := make([]LinkConfig, len(c.Links))
 	for i, l := range c.Links {
 		if l.Name == "" {
@@ -177,6 +237,19 @@ func (c Config) Validate(prefix string) error {
 	}
 	if c.AdmissionBudget < 0 {
 		bad("admission_budget", "%d: must be positive", c.AdmissionBudget)
+	}
+	if v := strings.TrimSpace(c.FailoverAfter); v != "" && v != "off" {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			bad("failover_after", "%q: expected a positive duration such as 30s, or off", c.FailoverAfter)
+		}
+	}
+	switch c.AfterReconnect {
+	case "", AfterReconnectReinvite, AfterReconnectResume:
+	default:
+		bad("after_reconnect", "%q: expected reinvite or resume", c.AfterReconnect)
+	}
+	if c.Fallback.PerSecond < 0 {
+		bad("fallback.per_second", "%d: must be positive", c.Fallback.PerSecond)
 	}
 	if len(c.Links) == 0 {
 		bad("links", "at least one CTI link is required")

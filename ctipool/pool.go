@@ -9,7 +9,6 @@ package ctipool
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,7 +29,9 @@ type Options struct {
 type Pool struct {
 	opts  Options
 	links []*Link
-	rr    atomic.Uint64
+
+	rrMu sync.Mutex
+	rr   int // index of the link whose turn is next
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -105,13 +106,22 @@ func (p *Pool) Link(name string) *Link {
 }
 
 // Place returns the next healthy link in round-robin order over the priority
-// list, or ErrNoLink.
-func (p *Pool) Place() (*Link, error) {
-	n := uint64(len(p.links))
-	start := p.rr.Add(1) - 1
-	for i := uint64(0); i < n; i++ {
-		l := p.links[(start+i)%n]
-		if l.Up() {
+// list, or ErrNoLink. A link that is not up passes its turn to the next
+// healthy one and the cursor moves past the link chosen, so the healthy
+// links share new sessions evenly (a down link's share is not handed to
+// its successor as a double turn).
+func (p *Pool) Place() (*Link, error) { return p.PlaceWhere(nil) }
+
+// PlaceWhere is Place over the links ok accepts (nil: all).
+func (p *Pool) PlaceWhere(ok func(*Link) bool) (*Link, error) {
+	p.rrMu.Lock()
+	defer p.rrMu.Unlock()
+	n := len(p.links)
+	for i := 0; i < n; i++ {
+		idx := (p.rr + i) % n
+		l := p.links[idx]
+		if l.Up() && (ok == nil || ok(l)) {
+			p.rr = (idx + 1) % n
 			return l, nil
 		}
 	}

@@ -123,6 +123,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	writeCounter(w, "cstagw_sip_info_sent_total", "In-dialog INFO requests sent.", ss.InfoSent)
 	writeCounter(w, "cstagw_sip_info_failed_total", "In-dialog INFO requests that could not be sent.", ss.InfoFailed)
 	m.linkChanges.write(w)
+	m.moves.write(w)
 	fmt.Fprintf(w, "# HELP cstagw_link_up Whether a CTI link is up.\n# TYPE cstagw_link_up gauge\n")
 	for _, l := range st.Links {
 		up := 0

@@ -39,6 +39,8 @@ type Gateway struct {
 	byLink   map[*ctipool.Link]map[*Session]struct{}
 	perUser  map[string]int
 	watches  map[watchKey]*deviceWatch
+	cont     continuity
+	mover    *mover
 
 	admin     *http.Server
 	adminAddr string
@@ -72,7 +74,15 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 		byLink:   map[*ctipool.Link]map[*Session]struct{}{},
 		perUser:  map[string]int{},
 		watches:  map[watchKey]*deviceWatch{},
+		cont: continuity{
+			kick:     make(chan struct{}, 1),
+			fallback: make(chan struct{}, 1),
+			downAt:   map[*ctipool.Link]time.Time{},
+			resume:   map[*ctipool.Link]bool{},
+		},
 	}
+	// Enough movers to keep every link's admission budget busy.
+	g.mover = newMover(g, min(256, max(8, cfg.CTI.AdmissionBudget*len(cfg.CTI.Links))))
 	g.pool, err = ctipool.New(cfg.CTI, ctipool.Options{Logger: log, OnState: g.onLinkState, OnResync: g.onResync})
 	if err != nil {
 		return nil, err
@@ -92,9 +102,11 @@ func (g *Gateway) Start() error {
 		g.pool.Close()
 		return err
 	}
+	g.startContinuity()
 	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
 		ln, err := net.Listen("tcp", g.cfg.Admin.Listen)
 		if err != nil {
+			g.stopContinuity()
 			g.sip.Close()
 			g.pool.Close()
 			return err
@@ -125,6 +137,7 @@ func (g *Gateway) Pool() *ctipool.Pool { return g.pool }
 func (g *Gateway) Shutdown(ctx context.Context) {
 	g.draining.Store(true)
 	g.sip.Drain()
+	g.stopContinuity() // no more moves: the sessions are ending
 	g.mu.Lock()
 	all := make([]*Session, 0, len(g.sessions))
 	for _, s := range g.sessions {
@@ -239,7 +252,9 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	// The session starts with its run token held by this INVITE: nothing
 	// it is sent (a link state change) overtakes the 200 OK; Sent drains.
 	s.inbox.running = true
-	s.log = g.log.With().Str("session", s.id).Str("call_id", req.CallID).Str("link", link.Name()).Logger()
+	// No link in the session's logger: a move re-pins the session, so
+	// lines that concern the link name it themselves.
+	s.log = g.log.With().Str("session", s.id).Str("call_id", req.CallID).Logger()
 	g.mu.Lock()
 	g.sessions[s.id] = s
 	if g.byLink[link] == nil {
@@ -250,7 +265,7 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	g.mu.Unlock()
 	d.SetOwner(s)
 	g.metrics.sessionsOpened.Inc()
-	s.log.Info().Str("user", s.user).Str("line", line.URI).Uint64("generation", s.gen).Msg("session placed")
+	s.log.Info().Str("user", s.user).Str("line", line.URI).Uint64("generation", s.gen).Str("link", link.Name()).Msg("session placed")
 	body, _ := csta.Encode(&csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: "normal"}, csta.NSEd3)
 	return sipstack.Reply{Status: 200, Body: body, Sent: func() { s.drain(nil) }}
 }
@@ -326,6 +341,7 @@ func (g *Gateway) onLinkState(ls ctipool.LinkState) {
 	for s := range g.byLink[link] {
 		affected = append(affected, s)
 	}
+	g.continuityLinkState(link, ls)
 	g.mu.Unlock()
 	if ls.State == ctipool.StateUp || ls.State == ctipool.StateDown {
 		g.log.Info().Str("link", ls.Name).Str("state", ls.State.String()).Uint64("generation", ls.Generation).
@@ -333,6 +349,15 @@ func (g *Gateway) onLinkState(ls ctipool.LinkState) {
 	}
 	for _, s := range affected {
 		s.deliver(item{kind: itemLink, link: ls})
+	}
+	if ls.State == ctipool.StateUp {
+		// Resume the sessions behind the new generation now, and spread
+		// idle sessions back to the link.
+		g.kickContinuity()
+		select {
+		case g.cont.fallback <- struct{}{}:
+		default:
+		}
 	}
 }
 

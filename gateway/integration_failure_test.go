@@ -267,9 +267,11 @@ func TestInFlightRequestFailsOnLinkLoss(t *testing.T) {
 	e.sim.ClearFaults(0)
 }
 
-// Sessions are placed on healthy links only.
+// Sessions are placed on healthy links only. With fallback off (the
+// mission's pinning), sessions stay where they were placed.
 func TestPlacementSkipsDeadLink(t *testing.T) {
-	e := newEnv(t, envOpts{nodes: 2})
+	off := false
+	e := newEnv(t, envOpts{nodes: 2, gw: func(c *gateway.Config) { c.CTI.Fallback.Enabled = &off }})
 	require.NoError(t, e.sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultRefuse}))
 	require.NoError(t, e.sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultDrop}))
 	require.Eventually(t, func() bool { return e.link("cti-a").State != ctipool.StateUp }, waitLong, pollInterval)

@@ -19,7 +19,12 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 	st := s.State()
 	if st != StateStale && s.link.Generation() != s.gen {
 		// The link came back under a new generation before we were told.
-		st = s.fire(evNewGen)
+		if s.g.cfg.CTI.Resume() {
+			st = s.fire(evResume)
+			s.g.kickContinuity()
+		} else {
+			st = s.fire(evNewGen)
+		}
 	}
 	if st == StateStale {
 		s.g.metrics.stale481.Inc()
@@ -79,7 +84,7 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 		ev = s.log.Debug()
 	}
 	if ev.Enabled() {
-		ev = ev.Bool("audit", true).Str("user", s.user).Str("line", s.line.URI).Str("service", service).Str("result", result)
+		ev = ev.Bool("audit", true).Str("user", s.user).Str("line", s.line.URI).Str("link", s.link.Name()).Str("service", service).Str("result", result)
 		if t := auditTarget(m); t != "" {
 			ev = ev.Str("target", t)
 		}
@@ -145,7 +150,7 @@ func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replaye
 	releaseMsg(south)
 	if err != nil {
 		if errors.Is(err, ctipool.ErrStaleGeneration) {
-			s.fire(evNewGen)
+			s.staleGeneration()
 		}
 		return nil, err
 	}
@@ -436,7 +441,7 @@ func (s *Session) monitorStart(ctx context.Context, m *csta.Message, replay *[]*
 	w, err := s.g.watch(ctx, s.link, s.gen, line.Device)
 	if err != nil {
 		if errors.Is(err, ctipool.ErrStaleGeneration) {
-			s.fire(evNewGen)
+			s.staleGeneration()
 		}
 		return nil, err
 	}

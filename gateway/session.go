@@ -43,6 +43,11 @@ const (
 	evLinkUp                       // the pinned link is up on the session's own generation
 	evNewGen                       // the pinned link is up on a newer generation
 	evClose                        // BYE, expiry, overflow, shutdown
+	// evResume: the pinned link is up on a newer generation and the
+	// session will be moved there (cti.after_reconnect: resume); until
+	// then it refuses PBX-bound requests as while the link was down.
+	evResume
+	evMoved // a move to another link generation committed
 )
 
 // transition is the session state machine, the only place states change.
@@ -53,14 +58,14 @@ func transition(st State, ev sessionEvent) State {
 	switch st {
 	case StateActive:
 		switch ev {
-		case evLinkDown:
+		case evLinkDown, evResume:
 			return StateLinkDown
 		case evNewGen:
 			return StateStale
 		}
 	case StateLinkDown:
 		switch ev {
-		case evLinkUp:
+		case evLinkUp, evMoved:
 			return StateActive
 		case evNewGen:
 			return StateStale
@@ -92,6 +97,7 @@ const (
 	itemEvent
 	itemMonitorEnded
 	itemLink
+	itemMove
 )
 
 // item is one thing for the session to do.
@@ -101,6 +107,8 @@ type item struct {
 	ev   *csta.Message
 	mon  *monitorRef
 	link ctipool.LinkState
+	move *moveJob
+	lost bool // itemMonitorEnded: the monitor went with its link
 }
 
 // Waiter states of a pending request.
@@ -131,12 +139,15 @@ type monitorRef struct {
 	line     *Line
 	lineText string // the client's own spelling of the line
 	w        *deviceWatch
-	dead     bool
+	dead     bool // no events any more (stopped, ended, or replaced by a move)
+	ended    bool // the switch ended it: a move does not re-create it
 }
 
-// Session is one client's RCC dialog, pinned to one link generation. It has
-// no goroutine: whoever holds its run token (see mailbox) owns what is not
-// under mu; others reach it through the inbox.
+// Session is one client's RCC dialog, pinned to one link generation until
+// a move (move.go) re-pins it. It has no goroutine: whoever holds its run
+// token (see mailbox) owns what is not under mu; others reach it through
+// the inbox. link and gen change only under the token with g.mu and mu
+// held, so either lock is enough to read them.
 type Session struct {
 	g     *Gateway
 	id    string
@@ -155,6 +166,11 @@ type Session struct {
 	done     chan struct{}
 	once     sync.Once
 	inflight atomic.Int32 // requests handed to the session and not answered
+	// queued: a move job for the session is waiting or running (one at a
+	// time); moving: its move item is in the inbox or running, so a
+	// request queued behind it waits at most cti.request_timeout.
+	queued atomic.Bool
+	moving atomic.Bool
 
 	mu       sync.Mutex
 	state    State
@@ -224,6 +240,15 @@ func (s *Session) request(ctx context.Context, req *sipstack.Request) sipstack.R
 	if _, run := s.inbox.push(item{kind: itemRequest, p: p}, true); run && s.drain(p) {
 		return s.withToken(p)
 	}
+	// Behind a move, a request waits for it at most the CTI request
+	// timeout, then is refused as while the link is down: it never runs
+	// on the link the session is leaving.
+	var moveWait <-chan time.Time
+	if s.moving.Load() {
+		t := time.NewTimer(s.g.cfg.CTI.RequestTimeout)
+		defer t.Stop()
+		moveWait = t.C
+	}
 	var gaveUp sipstack.Reply
 	select {
 	case <-p.reply:
@@ -232,6 +257,8 @@ func (s *Session) request(ctx context.Context, req *sipstack.Request) sipstack.R
 		gaveUp = sipstack.Reply{Status: 481, End: true}
 	case <-ctx.Done():
 		gaveUp = sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	case <-moveWait:
+		gaveUp = s.g.outOfService(req)
 	}
 	if p.state.CompareAndSwap(waiting, abandoned) {
 		return gaveUp
@@ -336,8 +363,11 @@ func (s *Session) process(it item) {
 		}
 	case itemMonitorEnded:
 		it.mon.dead = true
+		it.mon.ended = it.mon.ended || !it.lost
 	case itemLink:
 		s.onLink(it.link)
+	case itemMove:
+		it.move.done <- s.move(it.move)
 	}
 }
 
@@ -348,6 +378,9 @@ type replayed struct {
 
 // onLink applies a state change of the pinned link.
 func (s *Session) onLink(ls ctipool.LinkState) {
+	if ls.Name != s.link.Name() {
+		return // news of a link the session has moved away from
+	}
 	prev := s.State()
 	var st State
 	switch {
@@ -355,6 +388,8 @@ func (s *Session) onLink(ls ctipool.LinkState) {
 		st = s.fire(evLinkDown)
 	case ls.Generation == s.gen:
 		st = s.fire(evLinkUp)
+	case s.g.cfg.CTI.Resume():
+		st = s.fire(evResume) // the move is queued by the gateway
 	default:
 		st = s.fire(evNewGen)
 	}

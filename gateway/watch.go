@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 
@@ -151,9 +152,40 @@ func (w *deviceWatch) onEnd(err error) {
 	w.subs = nil
 	w.mu.Unlock()
 	w.g.dropWatch(w)
+	// A monitor lost with its link comes back when the session moves; one
+	// the switch ended (MonitorEnded, already relayed) does not.
+	lost := errors.Is(err, ctipool.ErrLinkDown)
 	for _, m := range subs {
-		m.s.deliver(item{kind: itemMonitorEnded, mon: m})
+		m.s.deliver(item{kind: itemMonitorEnded, mon: m, lost: lost})
 	}
+}
+
+// releaseIfUnused stops a watch nobody attached to (a move that gave up
+// after starting it). A watch with subscribers is left alone.
+func (w *deviceWatch) releaseIfUnused() {
+	w.mu.Lock()
+	unused := len(w.subs) == 0 && !w.closed
+	if unused {
+		w.closed = true
+	}
+	w.mu.Unlock()
+	if unused {
+		w.g.dropWatch(w)
+		if w.sub != nil {
+			w.sub.Close()
+		}
+	}
+}
+
+// liveCalls returns the number of calls the table knows while the monitor
+// runs (an ended watch's table is history).
+func (w *deviceWatch) liveCalls() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0
+	}
+	return len(w.calls)
 }
 
 // attach adds a session's monitor to the fan-out and returns the replay of
