@@ -579,8 +579,10 @@ const fallbackPatience = 5 * time.Minute
 
 func (g *Gateway) rebalance(ctx context.Context) {
 	per := max(g.cfg.CTI.Fallback.PerSecond, 1)
-	pace := time.NewTicker(time.Second / time.Duration(per))
-	defer pace.Stop()
+	// The start times of the last per moves: a new one starts only when
+	// the oldest of them is a second old, so no window of one second ever
+	// holds more than per moves.
+	starts := make([]time.Time, 0, per)
 	start := time.Now()
 	moved := map[string]int{} // "from>to"
 	counts := map[string]int{}
@@ -603,18 +605,19 @@ func (g *Gateway) rebalance(ctx context.Context) {
 			continue
 		}
 		lastFound = time.Now()
+		if len(starts) == per {
+			if !sleepCtx(ctx, time.Until(starts[0].Add(time.Second))) {
+				s.queued.Store(false)
+				reason = "shutdown"
+				break
+			}
+			starts = append(starts[:0], starts[1:]...)
+		}
+		starts = append(starts, time.Now())
 		r := g.mover.run(&moveJob{s: s, reason: moveFallback, to: to})
 		counts[r.outcome]++
 		if r.outcome == moveOK {
 			moved[r.from+">"+r.to]++
-		}
-		select {
-		case <-pace.C:
-		case <-ctx.Done():
-			reason = "shutdown"
-		}
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	if len(counts) == 0 {
