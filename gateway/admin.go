@@ -38,11 +38,26 @@ type Status struct {
 	Dialogs  int64        `json:"sip_dialogs"`
 	Draining bool         `json:"draining"`
 	Uptime   string       `json:"uptime"`
+	// Continuity is the move policy in force and the moves waiting.
+	Continuity ContinuityStatus `json:"continuity"`
+}
+
+// ContinuityStatus is the continuity part of /status.
+type ContinuityStatus struct {
+	FailoverAfter  string `json:"failover_after"`
+	AfterReconnect string `json:"after_reconnect"`
+	Fallback       bool   `json:"fallback"`
+	MovesQueued    int    `json:"moves_queued"`
 }
 
 // Status returns the gateway's status.
 func (g *Gateway) Status() Status {
 	st := Status{Draining: g.draining.Load(), Uptime: time.Since(g.started).Round(time.Second).String()}
+	st.Continuity = ContinuityStatus{FailoverAfter: "off", AfterReconnect: g.cfg.CTI.AfterReconnect,
+		Fallback: g.cfg.CTI.FallbackEnabled(), MovesQueued: g.mover.queued()}
+	if d, ok := g.cfg.CTI.FailoverDelay(); ok {
+		st.Continuity.FailoverAfter = d.String()
+	}
 	g.mu.Lock()
 	st.Sessions = len(g.sessions)
 	per := map[string]int{}

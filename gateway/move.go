@@ -144,6 +144,13 @@ func (m *mover) add(jobs []*moveJob) {
 	m.cond.Broadcast()
 }
 
+// queued returns the number of jobs waiting for a worker.
+func (m *mover) queued() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.q)
+}
+
 func (m *mover) close() {
 	m.mu.Lock()
 	m.closed = true
@@ -359,7 +366,7 @@ func (s *Session) move(j *moveJob) moveResult {
 		status = "disabled"
 	}
 	s.sendRaw(&csta.Message{Kind: csta.KindSystemStatus, SystemStatus: status})
-	s.log.Info().Str("reason", j.reason).Str("from", from.Name()).Str("to", to.Name()).Uint64("generation", gen).
+	s.log.Debug().Str("reason", j.reason).Str("from", from.Name()).Str("to", to.Name()).Uint64("generation", gen).
 		Int("monitors", len(news)).Msg("session moved")
 	r.outcome = moveOK
 	return r
