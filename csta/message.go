@@ -127,8 +127,9 @@ type Message struct {
 	SecondaryOldCall ConnectionID
 
 	// Device is the device a request is about: device (forwarding, DND),
-	// snapshotObject, monitorObject/deviceObject; ForwardingEvent and
-	// DoNotDisturbEvent device.
+	// snapshotObject, monitorObject/deviceObject; the device of
+	// ForwardingEvent, DoNotDisturbEvent, OutOfServiceEvent and
+	// BackInServiceEvent.
 	Device Device
 	// CallingDevice: MakeCall callingDevice (the line), events' callingDevice.
 	CallingDevice Device
