@@ -109,6 +109,11 @@ type Message struct {
 	Name string
 	// Namespace is the root's namespace as received ("" on encode).
 	Namespace string
+	// Raw is the document as received, kept only for an event the codec
+	// does not model (Kind KindUnknown, Class ClassEvent), so that it can
+	// be passed on with RewriteEvent. Of such an event only Name,
+	// Namespace, MonitorCrossRefID and Raw are filled in.
+	Raw []byte
 
 	MonitorCrossRefID string
 
