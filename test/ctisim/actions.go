@@ -46,6 +46,9 @@ func (sw *Switch) placeCall(from, to string) (string, error) {
 	o := &op{sw: sw}
 	if fStation {
 		a := sw.device(fID, true)
+		if a.outOfService {
+			return "", fmt.Errorf("%w: %s is out of service", ErrConflict, fID)
+		}
 		if a.busy() {
 			sw.tidy(a)
 			return "", fmt.Errorf("%w: %s is busy", ErrConflict, fID)
@@ -158,4 +161,40 @@ func (sw *Switch) hangupAction(callID, device string) error {
 	}
 	o.clear(cn, causeNormalClearing)
 	return nil
+}
+
+// setInService takes a station out of service or brings it back, telling
+// its monitors (OutOfServiceEvent, BackInServiceEvent). Asking for the
+// state it is already in changes nothing and sends nothing.
+func (sw *Switch) setInService(id string, inService bool) error {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return ErrClosed
+	}
+	d, err := sw.station(id)
+	if err != nil {
+		return err
+	}
+	if d.outOfService != inService {
+		sw.tidy(d)
+		return nil
+	}
+	d.outOfService = !inService
+	(&op{sw: sw}).emitDevice(d, evService(d))
+	sw.tidy(d)
+	return nil
+}
+
+// station returns a station of the switch by any spelling of its number,
+// creating its device.
+func (sw *Switch) station(id string) (*device, error) {
+	sid, isStation, err := sw.cfg.num.identify(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q is not a number", ErrInvalid, id)
+	}
+	if !isStation {
+		return nil, fmt.Errorf("%w: %s is not a station of this switch", ErrNotFound, sid)
+	}
+	return sw.device(sid, true), nil
 }

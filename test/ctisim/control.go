@@ -40,6 +40,8 @@ func (s *Sim) controlHandler() http.Handler {
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.State())
 	})
+	mux.HandleFunc("POST /devices/{id}/outofservice", s.httpService(false))
+	mux.HandleFunc("POST /devices/{id}/backinservice", s.httpService(true))
 	mux.HandleFunc("POST /nodes/{i}/fault", s.httpSetFault)
 	mux.HandleFunc("DELETE /nodes/{i}/fault", s.httpClearFault)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -133,6 +135,17 @@ func (s *Sim) httpCallAction(action func(callID, device string) error) http.Hand
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"callID": id, "device": req.Device})
+	}
+}
+
+func (s *Sim) httpService(inService bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := s.SetInService(id, inService); err != nil {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"device": id, "inService": inService})
 	}
 }
 

@@ -223,6 +223,17 @@ func (s *Sim) Reject(callID, device string) error { return s.sw.rejectAction(cal
 // Hangup clears the device's connection (device "" clears the whole call).
 func (s *Sim) Hangup(callID, device string) error { return s.sw.hangupAction(callID, device) }
 
+// SetInService takes a station out of service (inService false) or brings
+// it back (true). Its monitors get an OutOfServiceEvent or a
+// BackInServiceEvent; while it is out of service, MakeCall from it fails
+// with systemResourceAvailibility/deviceOutOfService, PlaceCall from it
+// with ErrConflict, and calls to it fail (FailedEvent, cause
+// destOutOfOrder). Its calls in progress are left alone. Asking for the
+// state it is in already sends nothing.
+func (s *Sim) SetInService(device string, inService bool) error {
+	return s.sw.setInService(device, inService)
+}
+
 // SetFault injects a fault into node i (0-based, the order of Addrs).
 func (s *Sim) SetFault(i int, f Fault) error {
 	n, err := s.node(i)
