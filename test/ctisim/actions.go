@@ -186,6 +186,42 @@ func (sw *Switch) setInService(id string, inService bool) error {
 	return nil
 }
 
+// sendEvent sends an event document to every monitor of a station, each
+// copy with that monitor's monitorCrossRefID and otherwise as given. It
+// returns the number of monitors reached.
+func (sw *Switch) sendEvent(id string, doc []byte) (int, error) {
+	m, err := csta.Decode(doc)
+	if err != nil {
+		return 0, fmt.Errorf("%w: the document is not CSTA XML: %v", ErrInvalid, err)
+	}
+	if m.Class() != csta.ClassEvent {
+		return 0, fmt.Errorf("%w: <%s> is not an event", ErrInvalid, m.Name)
+	}
+	// Checked once, before anything is sent: the document needs a
+	// monitorCrossRefID for the copies to be routed.
+	if _, err := csta.RewriteEvent(doc, csta.EventRewrite{CrossRefID: "x"}); err != nil {
+		return 0, fmt.Errorf("%w: %v (write <monitorCrossRefID/> where it goes)", ErrInvalid, err)
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return 0, ErrClosed
+	}
+	d, err := sw.station(id)
+	if err != nil {
+		return 0, err
+	}
+	defer sw.tidy(d)
+	for _, mon := range d.monitors {
+		out, err := csta.RewriteEvent(doc, csta.EventRewrite{CrossRefID: mon.xref})
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		mon.sink.DeliverRaw(m.Name, out)
+	}
+	return len(d.monitors), nil
+}
+
 // station returns a station of the switch by any spelling of its number,
 // creating its device.
 func (sw *Switch) station(id string) (*device, error) {

@@ -64,7 +64,8 @@
 // with ring count, forwardDND), SetDoNotDisturb/GetDoNotDisturb,
 // SnapshotDevice, MonitorStart/MonitorStop (device monitors), and
 // GetCSTAFeatures; OutOfServiceEvent and BackInServiceEvent when the control
-// API takes a station out of service and back. README.md lists the event sequence of each service
+// API takes a station out of service and back; any other event document a
+// test gives SendEvent. README.md lists the event sequence of each service
 // and the CSTA error of each wrong state.
 //
 // # Control API
@@ -88,6 +89,10 @@
 //	                            monitors get OutOfServiceEvent; MakeCall from it
 //	                            fails (deviceOutOfService), calls to it fail.
 //	POST   /devices/{id}/backinservice  back in service: BackInServiceEvent.
+//	POST   /devices/{id}/events the request body, an event document, goes to every
+//	                            monitor of the station with that monitor's
+//	                            monitorCrossRefID, otherwise as given →
+//	                            {"device":"40001","monitors":2}
 //	GET    /state               calls, devices (forwarding, DND, service), nodes (clients,
 //	                            sessions, monitors, frames in/out by name, requests
 //	                            in flight by name, MonitorStart+SnapshotDevice

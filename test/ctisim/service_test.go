@@ -2,6 +2,7 @@ package ctisim
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,4 +73,46 @@ func simDevice(st State, id string) DeviceState {
 		}
 	}
 	return DeviceState{}
+}
+
+// A given event document reaches every monitor of the station with that
+// monitor's monitorCrossRefID, every other byte as given.
+func TestControlSendEvent(t *testing.T) {
+	s := startSim(t, nil)
+	a := newAPI(t, s)
+	m0, m1 := dialNode(t, s, 0), dialNode(t, s, 1)
+	x0, x1 := m0.monitor(A), m1.monitor(A)
+	const doc = "<?xml version=\"1.0\"?>\n<QueuedEvent xmlns=\"" + csta.NSEd4 + "\">\n  <monitorCrossRefID/>\n" +
+		"  <queuedConnection><callID>77</callID><deviceID>40001</deviceID></queuedConnection>\n" +
+		"  <queue><deviceIdentifier>2600</deviceIdentifier></queue><numberQueued>1</numberQueued>\n</QueuedEvent>"
+	got := a.ok("POST", "/devices/"+A+"/events", doc)
+	require.EqualValues(t, 2, got["monitors"])
+	for _, c := range []struct {
+		cl   *tclient
+		xref string
+	}{{m0, x0}, {m1, x1}} {
+		f := c.cl.mustRead()
+		require.Equal(t, csta.EventInvokeID, f.id)
+		require.Equal(t, strings.Replace(doc, "<monitorCrossRefID/>", "<monitorCrossRefID>"+c.xref+"</monitorCrossRefID>", 1), f.raw)
+		require.Equal(t, "QueuedEvent", f.msg.Name)
+		require.Equal(t, c.xref, f.msg.MonitorCrossRefID)
+	}
+	st := a.state()
+	require.EqualValues(t, 1, st.Nodes[0].FramesOut["QueuedEvent"])
+	require.EqualValues(t, 1, st.Nodes[1].FramesOut["QueuedEvent"])
+
+	// The Go call; a modelled event works too; no monitors, no copies.
+	n, err := s.SendEvent(B, []byte(`<DoNotDisturbEvent xmlns="`+csta.NSEd3+`"><monitorCrossRefID>0</monitorCrossRefID><device><deviceIdentifier>40002</deviceIdentifier></device><doNotDisturbOn>true</doNotDisturbOn></DoNotDisturbEvent>`))
+	require.NoError(t, err)
+	require.Zero(t, n)
+	n, err = s.SendEvent(A, []byte(`<DoNotDisturbEvent xmlns="`+csta.NSEd3+`"><monitorCrossRefID>0</monitorCrossRefID><device><deviceIdentifier>40001</deviceIdentifier></device><doNotDisturbOn>true</doNotDisturbOn></DoNotDisturbEvent>`))
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.Equal(t, x0, m0.event(csta.KindDoNotDisturbEvent).MonitorCrossRefID)
+
+	a.fails("POST", "/devices/"+A+"/events", `not xml`, http.StatusBadRequest)
+	a.fails("POST", "/devices/"+A+"/events", `<MakeCall xmlns="`+csta.NSEd3+`"/>`, http.StatusBadRequest)
+	a.fails("POST", "/devices/"+A+"/events", `<QueuedEvent xmlns="`+csta.NSEd3+`"/>`, http.StatusBadRequest)
+	a.fails("POST", "/devices/"+X+"/events", `<QueuedEvent><monitorCrossRefID/></QueuedEvent>`, http.StatusNotFound)
+	a.fails("POST", "/devices/"+A+"/events", strings.Repeat(" ", 64<<10)+`<QueuedEvent/>`, http.StatusBadRequest)
 }

@@ -234,6 +234,14 @@ func (s *Sim) SetInService(device string, inService bool) error {
 	return s.sw.setInService(device, inService)
 }
 
+// SendEvent sends an event document to every monitor of a station and
+// returns how many there are. Each copy carries that monitor's
+// monitorCrossRefID (the document must have a monitorCrossRefID element,
+// empty or not) and is otherwise sent as given: namespace, device ids and
+// all. It is for events the simulator does not produce itself (QueuedEvent,
+// vendor events...).
+func (s *Sim) SendEvent(device string, doc []byte) (int, error) { return s.sw.sendEvent(device, doc) }
+
 // SetFault injects a fault into node i (0-based, the order of Addrs).
 func (s *Sim) SetFault(i int, f Fault) error {
 	n, err := s.node(i)

@@ -169,10 +169,14 @@ func (c *call) others(cn *connection) []*connection {
 	return out
 }
 
-// Sink receives the events of the monitors it owns. Deliver is called with
-// the switch locked: it must not block and must not call into the switch.
+// Sink receives the events of the monitors it owns. Deliver and DeliverRaw
+// are called with the switch locked: they must not block and must not call
+// into the switch.
 type Sink interface {
 	Deliver(m *csta.Message)
+	// DeliverRaw sends an event document as it is (SendEvent); name is its
+	// root element, for the frame counters.
+	DeliverRaw(name string, doc []byte)
 }
 
 type monitor struct {
