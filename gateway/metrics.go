@@ -105,6 +105,7 @@ type metrics struct {
 	badRequests    *counterVec
 	refusals       *counterVec
 	linkChanges    *counterVec
+	passedThrough  *counterVec
 	eventsIn       counter
 	eventsOut      counter
 	slowClients    counter
@@ -120,6 +121,7 @@ func newMetrics() *metrics {
 		badRequests:    newCounterVec("cstagw_bad_requests_total", "SIP requests refused for their CSTA body, by SIP status.", "status"),
 		refusals:       newCounterVec("cstagw_refusals_total", "Requests refused by policy (user, line, call, monitor, limits, no link).", "kind"),
 		linkChanges:    newCounterVec("cstagw_link_state_changes_total", "CTI link state changes.", "link", "state"),
+		passedThrough:  newCounterVec("cstagw_events_passed_through_total", "Event INFOs sent to clients for events the gateway does not model, by event.", "event"),
 	}
 }
 

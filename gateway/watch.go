@@ -282,7 +282,7 @@ func (w *deviceWatch) apply(ev *csta.Message) {
 		}
 		w.calls[newCall] = e
 		return
-	case csta.KindMonitorEndedEvent, csta.KindForwardingEvent, csta.KindDoNotDisturbEvent:
+	case csta.KindMonitorEndedEvent, csta.KindForwardingEvent, csta.KindDoNotDisturbEvent, csta.KindUnknown:
 		return
 	}
 	callID := ev.Connection.CallID
