@@ -14,7 +14,9 @@ func Decode(data []byte) (*Message, error) { return DecodeLimits(data, DefaultLi
 // identified by its local name whatever its namespace; unknown children and
 // extensions are ignored. A root that names no known message is not an error:
 // the result has Kind KindUnknown and Name set, so callers can answer
-// serviceNotSupported.
+// serviceNotSupported; when that root is an event (its name ends in Event)
+// the result also carries its monitorCrossRefID and the document itself
+// (Raw), so that it can be routed and passed on.
 func DecodeLimits(data []byte, lim Limits) (*Message, error) {
 	m := new(Message)
 	if err := DecodeInto(m, data, lim); err != nil {
@@ -38,6 +40,14 @@ func DecodeInto(m *Message, data []byte, lim Limits) error {
 	m.Kind = k
 	if k == KindUnknown {
 		m.Name = root.local
+		if classFromName(root.local) == ClassEvent {
+			// An event we do not model: its monitor is still ours to
+			// route to, and its document is kept to be passed on.
+			if x := d.child(0, "monitorCrossRefID"); x >= 0 {
+				m.MonitorCrossRefID = d.textOf(x)
+			}
+			m.Raw = append(make([]byte, 0, len(data)), data...)
+		}
 		return nil
 	}
 	info := &kindInfos[k]

@@ -33,6 +33,10 @@ func FuzzDecode(f *testing.F) {
 	for _, name := range sortedKeys(files) {
 		f.Add(files[name])
 	}
+	pass := readPassthrough(f)
+	for _, name := range sortedKeys(pass) {
+		f.Add(pass[name])
+	}
 	// A few refusals and edge shapes, so the corpus starts on both sides of
 	// every check.
 	for _, s := range []string{

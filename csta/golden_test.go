@@ -233,6 +233,16 @@ var goldenCases = map[string]goldenCase{
 	"DoNotDisturbEvent.xml": {ClassEvent, NSEd3, Message{Kind: KindDoNotDisturbEvent, MonitorCrossRefID: "a1c07e3b",
 		Device: Dev(gLine), DoNotDisturbOn: true}},
 	"MonitorEndedEvent.xml": {ClassEvent, NSEd4, Message{Kind: KindMonitorEndedEvent, MonitorCrossRefID: "7", Cause: "resourcesNotAvailable"}},
+	"OutOfServiceEvent.xml": {ClassEvent, NSEd3, Message{Kind: KindOutOfServiceEvent, MonitorCrossRefID: "a1c07e3b",
+		Device: Dev(gLine), Cause: "maintenance"}},
+	// Vendor private data in extensions is accepted and not kept.
+	"OutOfServiceEvent.private-data-ed4.xml": {ClassEvent, NSEd4, Message{Kind: KindOutOfServiceEvent, MonitorCrossRefID: "5",
+		Device: Dev("2101")}},
+	"BackInServiceEvent.xml": {ClassEvent, NSEd3, Message{Kind: KindBackInServiceEvent, MonitorCrossRefID: "a1c07e3b",
+		Device: Dev(gLine), Cause: "normal"}},
+	// A switch that writes the device as plain text instead of the wrapper.
+	"BackInServiceEvent.plain-device-ed6.xml": {ClassEvent, NSEd6, Message{Kind: KindBackInServiceEvent, MonitorCrossRefID: "9",
+		Device: Dev("2101")}},
 
 	// ECMA-354 application sessions.
 	"StartApplicationSession.avaya.xml": {ClassSession, NSAppSession, Message{Kind: KindStartApplicationSession,
@@ -555,6 +565,13 @@ func TestGoldenNorthboundBytes(t *testing.T) {
 				`<transferringDevice><deviceIdentifier>tel:+14255550100;ext=100</deviceIdentifier></transferringDevice>` +
 				`<transferredToDevice><notKnown/></transferredToDevice>` +
 				`<localConnectionInfo>null</localConnectionInfo><cause>transfer</cause></TransferedEvent>`},
+		{"OutOfServiceEvent built", &Message{Kind: KindOutOfServiceEvent, MonitorCrossRefID: "a1c07e3b", Device: Dev(gLine), Cause: "maintenance"},
+			decl + `<OutOfServiceEvent` + x + `><monitorCrossRefID>a1c07e3b</monitorCrossRefID>` +
+				`<device><deviceIdentifier>tel:+14255550100;ext=100</deviceIdentifier></device>` +
+				`<cause>maintenance</cause></OutOfServiceEvent>`},
+		{"BackInServiceEvent without device or cause", &Message{Kind: KindBackInServiceEvent, MonitorCrossRefID: "a1c07e3b"},
+			decl + `<BackInServiceEvent` + x + `><monitorCrossRefID>a1c07e3b</monitorCrossRefID>` +
+				`<device><notKnown/></device></BackInServiceEvent>`},
 		{"MakeCallResponse §1.5.3", &Message{Kind: KindMakeCallResponse, Connection: cid("0_a1c2ff10", gLine)},
 			decl + `<MakeCallResponse` + x + `><callingDevice><callID>0_a1c2ff10</callID><deviceID>tel:+14255550100;ext=100</deviceID></callingDevice></MakeCallResponse>`},
 	}

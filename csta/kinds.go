@@ -85,6 +85,8 @@ const (
 	KindForwardingEvent
 	KindDoNotDisturbEvent
 	KindMonitorEndedEvent
+	KindOutOfServiceEvent
+	KindBackInServiceEvent
 
 	// ECMA-354 application sessions.
 	KindStartApplicationSession
@@ -235,6 +237,11 @@ func event(fields ...fieldSpec) []fieldSpec {
 	return append(out, txt("localConnectionInfo", aLCI), txt("cause", aCause))
 }
 
+// maintenance returns the schema of the device maintenance events.
+func maintenance() []fieldSpec {
+	return []fieldSpec{xrefR, devWR("device", aDevice), txt("cause", aCause)}
+}
+
 func errNeg() []fieldSpec {
 	return []fieldSpec{
 		txtR("errorCode/definedError", aReason),
@@ -365,6 +372,10 @@ var kindInfos = [kindCount]kindInfo{
 		xrefR, devWR("device", aDevice), booR("doNotDisturbOn", aDND),
 	}},
 	KindMonitorEndedEvent: {name: "MonitorEndedEvent", class: ClassEvent, fields: []fieldSpec{xrefR, txt("cause", aCause)}},
+	// Device maintenance events (ECMA-269 §22): monitorCrossRefID, device,
+	// cause, then extensions, which are accepted and not kept.
+	KindOutOfServiceEvent:  {name: "OutOfServiceEvent", class: ClassEvent, fields: maintenance()},
+	KindBackInServiceEvent: {name: "BackInServiceEvent", class: ClassEvent, fields: maintenance()},
 
 	KindStartApplicationSession: {name: "StartApplicationSession", class: ClassSession, resp: KindStartApplicationSessionPosResponse, fields: []fieldSpec{
 		txtR("applicationInfo/applicationID", func(m *Message) *string { return &m.ApplicationID }),

@@ -109,6 +109,11 @@ type Message struct {
 	Name string
 	// Namespace is the root's namespace as received ("" on encode).
 	Namespace string
+	// Raw is the document as received, kept only for an event the codec
+	// does not model (Kind KindUnknown, Class ClassEvent), so that it can
+	// be passed on with RewriteEvent. Of such an event only Name,
+	// Namespace, MonitorCrossRefID and Raw are filled in.
+	Raw []byte
 
 	MonitorCrossRefID string
 
@@ -127,8 +132,9 @@ type Message struct {
 	SecondaryOldCall ConnectionID
 
 	// Device is the device a request is about: device (forwarding, DND),
-	// snapshotObject, monitorObject/deviceObject; ForwardingEvent and
-	// DoNotDisturbEvent device.
+	// snapshotObject, monitorObject/deviceObject; the device of
+	// ForwardingEvent, DoNotDisturbEvent, OutOfServiceEvent and
+	// BackInServiceEvent.
 	Device Device
 	// CallingDevice: MakeCall callingDevice (the line), events' callingDevice.
 	CallingDevice Device

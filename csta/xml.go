@@ -97,6 +97,7 @@ type xnode struct {
 	first  int32
 	last   int32
 	next   int32
+	start  int32    // byte offset of the start tag's '<' in the source
 	inner  [2]int32 // byte range of the element's content in the source
 	hasKid bool
 	pieces uint8 // text segments joined into text so far, beyond the first
@@ -111,11 +112,19 @@ type nsBind struct {
 	depth       int
 }
 
+// nsDecl is one namespace declaration as written, for RewriteEvent.
+type nsDecl struct {
+	prefix, uri string
+	elem        int32    // the element whose start tag declares it
+	val         [2]int32 // byte range of the quoted value, quotes excluded
+}
+
 // xdoc is a scanned document. It is pooled; strings handed out point into src.
 type xdoc struct {
 	src   string
 	nodes []xnode
 	binds []nsBind
+	decls []nsDecl
 	buf   []byte
 }
 
@@ -124,12 +133,13 @@ var xdocPool = sync.Pool{New: func() any { return &xdoc{nodes: make([]xnode, 0, 
 func getDoc() *xdoc { return xdocPool.Get().(*xdoc) }
 
 func putDoc(d *xdoc) {
-	if cap(d.nodes) > 2*DefaultMaxElements || cap(d.binds) > maxNSBindings {
+	if cap(d.nodes) > 2*DefaultMaxElements || cap(d.binds) > maxNSBindings || cap(d.decls) > maxNSBindings {
 		return // do not keep the memory of a huge document around
 	}
 	d.src = ""
 	d.nodes = d.nodes[:0]
 	d.binds = d.binds[:0]
+	d.decls = d.decls[:0]
 	d.buf = d.buf[:0]
 	xdocPool.Put(d)
 }
@@ -350,6 +360,7 @@ func (d *xdoc) startTag(i int, parent int32, depth int) (next int, selfClose boo
 				return 0, false, d.fail(ErrTooManyElements, k2, "more than %d namespace declarations in scope", maxNSBindings)
 			}
 			d.binds = append(d.binds, nsBind{prefix: prefix, uri: v, depth: depth})
+			d.decls = append(d.decls, nsDecl{prefix: prefix, uri: v, elem: int32(len(d.nodes)), val: [2]int32{int32(k3 + 1), int32(k3 + 1 + end)}})
 		}
 		k = k3 + 1 + end + 1
 	}
@@ -357,7 +368,7 @@ func (d *xdoc) startTag(i int, parent int32, depth int) (next int, selfClose boo
 	if c := strings.IndexByte(qname, ':'); c >= 0 {
 		prefix, local = qname[:c], qname[c+1:]
 	}
-	n := xnode{qname: qname, local: local, ns: d.lookupNS(prefix), parent: parent, first: -1, last: -1, next: -1}
+	n := xnode{qname: qname, local: local, ns: d.lookupNS(prefix), parent: parent, first: -1, last: -1, next: -1, start: int32(i)}
 	d.nodes = append(d.nodes, n)
 	idx := int32(len(d.nodes) - 1)
 	if parent >= 0 {
@@ -630,24 +641,33 @@ func declEncoding(data []byte) string {
 
 // declValue returns the value of pseudo-attribute name in an XML declaration.
 func declValue(decl, name string) string {
+	if i, j, ok := declValueSpan(decl, name); ok {
+		return decl[i:j]
+	}
+	return ""
+}
+
+// declValueSpan returns where the value of pseudo-attribute name lies in an
+// XML declaration, quotes excluded.
+func declValueSpan(decl, name string) (i, j int, ok bool) {
 	k := strings.Index(decl, name)
 	if k < 0 {
-		return ""
+		return 0, 0, false
 	}
-	rest := strings.TrimLeft(decl[k+len(name):], " \t\r\n")
-	if !strings.HasPrefix(rest, "=") {
-		return ""
+	k += len(name)
+	k = skipSpace(decl, k)
+	if k >= len(decl) || decl[k] != '=' {
+		return 0, 0, false
 	}
-	rest = strings.TrimLeft(rest[1:], " \t\r\n")
-	if rest == "" || (rest[0] != '"' && rest[0] != '\'') {
-		return ""
+	k = skipSpace(decl, k+1)
+	if k >= len(decl) || (decl[k] != '"' && decl[k] != '\'') {
+		return 0, 0, false
 	}
-	q := rest[0]
-	e := strings.IndexByte(rest[1:], q)
+	e := strings.IndexByte(decl[k+1:], decl[k])
 	if e < 0 {
-		return ""
+		return 0, 0, false
 	}
-	return rest[1 : 1+e]
+	return k + 1, k + 1 + e, true
 }
 
 func scanName(s string, i int) int {

@@ -298,6 +298,9 @@ func (c *conn) safeDispatch(id int, m *csta.Message) {
 	c.dispatch(id, m)
 }
 
+// dispatch handles one message from the switch. Events, modelled or not,
+// are routed to their monitor and never answered; requests of the switch are
+// answered (serviceNotSupported when not served); replies complete ours.
 func (c *conn) dispatch(id int, m *csta.Message) {
 	switch {
 	case m.IsReply():
@@ -320,6 +323,12 @@ func (c *conn) dispatch(id int, m *csta.Message) {
 		c.sendReply(id, &csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: "normal"})
 	case m.Kind == csta.KindApplicationSessionTerminated:
 		c.fail(fmt.Errorf("%w: %s", ErrSessionTerminated, m.Reason))
+	case id == csta.EventInvokeID:
+		// The event invoke id marks an unsolicited message (protocol.md
+		// §2.4) even when its root does not read as an event: nothing
+		// waits for an answer, and the switch would take one for the
+		// reply to a request it never made.
+		c.log.Debug().Str("kind", m.Name).Msg("unsolicited message from the CTI server ignored")
 	default:
 		// A request from the switch we do not serve (route requests,
 		// escape services...): say so rather than leave it hanging.

@@ -203,7 +203,8 @@ func (c *conn) monitor(ctx context.Context, device string, fn EventFunc, onEnd E
 }
 
 // routeEvent hands an event to the subscribers of its monitor, never
-// blocking: subscribers queue or drop themselves.
+// blocking: subscribers queue or drop themselves. Events the codec does not
+// model are routed too (their document is in Raw).
 func (c *conn) routeEvent(ev *csta.Message) {
 	c.mu.Lock()
 	m := c.mons.byXref[ev.MonitorCrossRefID]

@@ -129,6 +129,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	m.refusals.write(w)
 	writeCounter(w, "cstagw_events_received_total", "CSTA events received from the CTI links.", m.eventsIn.Load())
 	writeCounter(w, "cstagw_events_sent_total", "CSTA events sent to clients (INFO).", m.eventsOut.Load())
+	m.passedThrough.write(w)
 	writeCounter(w, "cstagw_slow_clients_total", "Sessions closed because their event queue overflowed.", m.slowClients.Load())
 	writeCounter(w, "cstagw_event_send_failures_total", "Event INFOs that could not be written.", m.sendFailed.Load())
 	writeCounter(w, "cstagw_stale_481_total", "481 answers to stale sessions after a link reconnect.", m.stale481.Load())

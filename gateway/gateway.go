@@ -33,6 +33,7 @@ type Gateway struct {
 	sip     *sipstack.Server
 	metrics *metrics
 	ghosts  *ghostBook
+	service *serviceBook
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -70,6 +71,7 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 		limits:   csta.Limits{MaxBytes: cfg.SIP.MaxBodyBytes},
 		metrics:  newMetrics(),
 		ghosts:   newGhostBook(time.Hour, 100000),
+		service:  newServiceBook(),
 		sessions: map[string]*Session{},
 		byLink:   map[*ctipool.Link]map[*Session]struct{}{},
 		perUser:  map[string]int{},

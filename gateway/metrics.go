@@ -106,6 +106,7 @@ type metrics struct {
 	refusals       *counterVec
 	linkChanges    *counterVec
 	moves          *counterVec
+	passedThrough  *counterVec
 	eventsIn       counter
 	eventsOut      counter
 	slowClients    counter
@@ -122,6 +123,7 @@ func newMetrics() *metrics {
 		refusals:       newCounterVec("cstagw_refusals_total", "Requests refused by policy (user, line, call, monitor, limits, no link).", "kind"),
 		linkChanges:    newCounterVec("cstagw_link_state_changes_total", "CTI link state changes.", "link", "state"),
 		moves:          newCounterVec("cstagw_session_moves_total", "Sessions moved to another CTI link generation, by reason (failover, resume, fallback) and result.", "reason", "result"),
+		passedThrough:  newCounterVec("cstagw_events_passed_through_total", "Event INFOs sent to clients for events the gateway does not model, by event.", "event"),
 	}
 }
 

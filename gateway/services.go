@@ -490,7 +490,10 @@ func (s *Session) monitorStop(m *csta.Message) (*csta.Message, error) {
 
 // featuresResponse is the GetCSTAFeaturesResponse: exactly what is
 // implemented, in schema order (protocol.md §1.5.2). Built once; never
-// modified.
+// modified. The events listed are the ones the gateway itself sends (the
+// device maintenance ones included: it replays OutOfServiceEvent on its
+// own); events it passes through unmodelled depend on the switch and are
+// not advertised.
 var featuresResponse = &csta.Message{
 	Kind: csta.KindGetCSTAFeaturesResponse,
 	SupportedServices: []csta.FeatureList{
@@ -508,6 +511,7 @@ var featuresResponse = &csta.Message{
 		{List: "callControlEvtsList", Items: []string{"conferenced", "connectionCleared", "delivered", "diverted",
 			"established", "failed", "held", "originated", "retrieved", "serviceInitiated", "transferred"}},
 		{List: "logicalEvtsList", Items: []string{"doNotDisturb", "forwarding"}},
+		{List: "deviceMaintEvtsList", Items: []string{"backInService", "outOfService"}},
 	},
 }
 

@@ -407,6 +407,10 @@ func (s *Session) onLink(ls ctipool.LinkState) {
 
 // sendEvent translates a southbound event for this client and sends it.
 func (s *Session) sendEvent(m *monitorRef, ev *csta.Message) {
+	if ev.Raw != nil {
+		s.passThrough(m, ev)
+		return
+	}
 	out := s.translateEvent(m, ev)
 	s.sendRaw(out) // encodes it: nothing keeps it after
 	releaseMsg(out)
@@ -419,6 +423,11 @@ func (s *Session) sendRaw(m *csta.Message) {
 		s.log.Error().Err(err).Str("kind", m.Kind.String()).Msg("cannot encode event")
 		return
 	}
+	s.sendBody(body, m.Kind.String())
+}
+
+// sendBody sends a CSTA document (name is its root element) in an INFO.
+func (s *Session) sendBody(body []byte, name string) {
 	if err := s.dlg.SendInfo(body); err != nil {
 		if s.dlg.Ended() {
 			s.close(CloseSIP, false)
@@ -427,7 +436,7 @@ func (s *Session) sendRaw(m *csta.Message) {
 		// A lost event is lost call state: end the session so the client
 		// re-INVITEs and gets the truth from a snapshot.
 		s.g.metrics.sendFailed.Inc()
-		s.log.Error().Err(err).Str("kind", m.Kind.String()).Int("bytes", len(body)).Msg("event INFO could not be sent: ending the session")
+		s.log.Error().Err(err).Str("kind", name).Int("bytes", len(body)).Msg("event INFO could not be sent: ending the session")
 		s.close(CloseSendFailed, true)
 	}
 }

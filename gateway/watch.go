@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
@@ -152,6 +153,7 @@ func (w *deviceWatch) onEnd(err error) {
 	w.subs = nil
 	w.mu.Unlock()
 	w.g.dropWatch(w)
+	w.g.watchEnded(w.key.device, false)
 	// A monitor lost with its link comes back when the session moves; one
 	// the switch ended (MonitorEnded, already relayed) does not.
 	lost := errors.Is(err, ctipool.ErrLinkDown)
@@ -189,8 +191,9 @@ func (w *deviceWatch) liveCalls() int {
 }
 
 // attach adds a session's monitor to the fan-out and returns the replay of
-// the device's current calls, atomically: every later event reaches the
-// session, every earlier one is in the replay.
+// the device's current state (see replay), atomically: every later event
+// reaches the session, every earlier one is in the replay. Every path that
+// attaches a session to a watch sends it this replay.
 func (w *deviceWatch) attach(m *monitorRef) ([]*csta.Message, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -219,6 +222,7 @@ func (w *deviceWatch) detach(m *monitorRef) {
 	w.mu.Unlock()
 	if last {
 		w.g.dropWatch(w)
+		w.g.watchEnded(w.key.device, true)
 		if w.sub != nil && !w.g.draining.Load() {
 			// (While draining the application sessions are about to be
 			// stopped, which ends every monitor: no MonitorStop storm.)
@@ -314,7 +318,17 @@ func (w *deviceWatch) apply(ev *csta.Message) {
 		}
 		w.calls[newCall] = e
 		return
-	case csta.KindMonitorEndedEvent, csta.KindForwardingEvent, csta.KindDoNotDisturbEvent:
+	case csta.KindOutOfServiceEvent:
+		if w.g.service.markOut(dev, ev.Cause) {
+			w.g.log.Info().Str("device", dev).Str("link", w.key.link.Name()).Str("cause", ev.Cause).Msg("device out of service")
+		}
+		return
+	case csta.KindBackInServiceEvent:
+		if w.g.service.markIn(dev) {
+			w.g.log.Info().Str("device", dev).Str("link", w.key.link.Name()).Msg("device back in service")
+		}
+		return
+	case csta.KindMonitorEndedEvent, csta.KindForwardingEvent, csta.KindDoNotDisturbEvent, csta.KindUnknown:
 		return
 	}
 	callID := ev.Connection.CallID
@@ -348,9 +362,11 @@ func (w *deviceWatch) apply(ev *csta.Message) {
 }
 
 // replay builds the events that tell a newly attached client the device's
-// current calls, in PBX terms (the session translates them like any event):
-// Delivered for alerting calls, Established for connected ones, then Held for
-// held ones (w.mu held).
+// current state, in PBX terms (the session translates them like any event):
+// first an OutOfServiceEvent if the gateway holds the device out of service
+// (whichever watch heard it, see devicestate.go), then the calls: Delivered
+// for alerting calls, Established for connected ones, then Held for held
+// ones (w.mu held).
 func (w *deviceWatch) replay() []*csta.Message {
 	entries := make([]struct {
 		id string
@@ -365,6 +381,9 @@ func (w *deviceWatch) replay() []*csta.Message {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].e.seq < entries[j].e.seq })
 	dev := w.key.device
 	var out, held []*csta.Message
+	if cause, oos := w.g.service.replay(dev, time.Now()); oos {
+		out = append(out, &csta.Message{Kind: csta.KindOutOfServiceEvent, Device: csta.Dev(dev), Cause: cause})
+	}
 	for _, x := range entries {
 		conn := csta.ConnectionID{CallID: x.id, DeviceID: dev}
 		calling, called := x.e.calling, x.e.called

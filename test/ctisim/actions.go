@@ -46,6 +46,9 @@ func (sw *Switch) placeCall(from, to string) (string, error) {
 	o := &op{sw: sw}
 	if fStation {
 		a := sw.device(fID, true)
+		if a.outOfService {
+			return "", fmt.Errorf("%w: %s is out of service", ErrConflict, fID)
+		}
 		if a.busy() {
 			sw.tidy(a)
 			return "", fmt.Errorf("%w: %s is busy", ErrConflict, fID)
@@ -158,4 +161,76 @@ func (sw *Switch) hangupAction(callID, device string) error {
 	}
 	o.clear(cn, causeNormalClearing)
 	return nil
+}
+
+// setInService takes a station out of service or brings it back, telling
+// its monitors (OutOfServiceEvent, BackInServiceEvent). Asking for the
+// state it is already in changes nothing and sends nothing.
+func (sw *Switch) setInService(id string, inService bool) error {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return ErrClosed
+	}
+	d, err := sw.station(id)
+	if err != nil {
+		return err
+	}
+	if d.outOfService != inService {
+		sw.tidy(d)
+		return nil
+	}
+	d.outOfService = !inService
+	(&op{sw: sw}).emitDevice(d, evService(d))
+	sw.tidy(d)
+	return nil
+}
+
+// sendEvent sends an event document to every monitor of a station, each
+// copy with that monitor's monitorCrossRefID and otherwise as given. It
+// returns the number of monitors reached.
+func (sw *Switch) sendEvent(id string, doc []byte) (int, error) {
+	m, err := csta.Decode(doc)
+	if err != nil {
+		return 0, fmt.Errorf("%w: the document is not CSTA XML: %v", ErrInvalid, err)
+	}
+	if m.Class() != csta.ClassEvent {
+		return 0, fmt.Errorf("%w: <%s> is not an event", ErrInvalid, m.Name)
+	}
+	// Checked once, before anything is sent: the document needs a
+	// monitorCrossRefID for the copies to be routed.
+	if _, err := csta.RewriteEvent(doc, csta.EventRewrite{CrossRefID: "x"}); err != nil {
+		return 0, fmt.Errorf("%w: %v (write <monitorCrossRefID/> where it goes)", ErrInvalid, err)
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.closed {
+		return 0, ErrClosed
+	}
+	d, err := sw.station(id)
+	if err != nil {
+		return 0, err
+	}
+	defer sw.tidy(d)
+	for _, mon := range d.monitors {
+		out, err := csta.RewriteEvent(doc, csta.EventRewrite{CrossRefID: mon.xref})
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		mon.sink.DeliverRaw(m.Name, out)
+	}
+	return len(d.monitors), nil
+}
+
+// station returns a station of the switch by any spelling of its number,
+// creating its device.
+func (sw *Switch) station(id string) (*device, error) {
+	sid, isStation, err := sw.cfg.num.identify(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q is not a number", ErrInvalid, id)
+	}
+	if !isStation {
+		return nil, fmt.Errorf("%w: %s is not a station of this switch", ErrNotFound, sid)
+	}
+	return sw.device(sid, true), nil
 }

@@ -49,8 +49,18 @@ type client struct {
 type outFrame struct {
 	invoke     int
 	msg        *csta.Message
+	raw        []byte // a document sent as it is (msg is nil)
+	name       string // raw's root element
 	ns         string
 	closeAfter bool
+}
+
+// label names the frame for the counters and the log.
+func (f *outFrame) label() string {
+	if f.msg == nil {
+		return f.name
+	}
+	return f.msg.Kind.String()
 }
 
 type inFrame struct {
@@ -116,6 +126,12 @@ func (c *client) kill(why string) {
 // Deliver implements Sink: an event for one of the client's monitors.
 func (c *client) Deliver(m *csta.Message) {
 	c.send(outFrame{invoke: csta.EventInvokeID, msg: m, ns: c.namespace()})
+}
+
+// DeliverRaw implements Sink: an event document for one of the client's
+// monitors, sent as it is.
+func (c *client) DeliverRaw(name string, doc []byte) {
+	c.send(outFrame{invoke: csta.EventInvokeID, raw: doc, name: name})
 }
 
 // send queues a frame without ever blocking. It reports whether the frame
@@ -443,11 +459,15 @@ func (c *client) writeLoop() {
 		case f = <-c.out:
 		}
 		var err error
-		frame, err = csta.AppendFrameWith(frame[:0], f.invoke, c.fopt, func(b []byte) ([]byte, error) { return csta.AppendEncode(b, f.msg, f.ns) })
+		if f.raw != nil {
+			frame, err = csta.AppendFrame(frame[:0], f.invoke, f.raw, c.fopt)
+		} else {
+			frame, err = csta.AppendFrameWith(frame[:0], f.invoke, c.fopt, func(b []byte) ([]byte, error) { return csta.AppendEncode(b, f.msg, f.ns) })
+		}
 		if err != nil {
 			// Nothing the switch builds should fail to encode; if a frame is
 			// over the limit the client would be out of step, so close.
-			c.kill("cannot frame " + f.msg.Kind.String() + ": " + err.Error())
+			c.kill("cannot frame " + f.label() + ": " + err.Error())
 			return
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.sim.cfg.WriteTimeout))
@@ -455,7 +475,7 @@ func (c *client) writeLoop() {
 			c.kill("write: " + err.Error())
 			return
 		}
-		c.node.countOut(f.msg.Kind.String())
+		c.node.countOut(f.label())
 		if f.closeAfter {
 			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 				_ = tc.CloseWrite()

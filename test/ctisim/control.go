@@ -40,6 +40,9 @@ func (s *Sim) controlHandler() http.Handler {
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.State())
 	})
+	mux.HandleFunc("POST /devices/{id}/outofservice", s.httpService(false))
+	mux.HandleFunc("POST /devices/{id}/backinservice", s.httpService(true))
+	mux.HandleFunc("POST /devices/{id}/events", s.httpSendEvent)
 	mux.HandleFunc("POST /nodes/{i}/fault", s.httpSetFault)
 	mux.HandleFunc("DELETE /nodes/{i}/fault", s.httpClearFault)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -134,6 +137,37 @@ func (s *Sim) httpCallAction(action func(callID, device string) error) http.Hand
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"callID": id, "device": req.Device})
 	}
+}
+
+func (s *Sim) httpService(inService bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := s.SetInService(id, inService); err != nil {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"device": id, "inService": inService})
+	}
+}
+
+// httpSendEvent takes the event document as the request body, as it is
+// (any content type), not wrapped in JSON.
+func (s *Sim) httpSendEvent(w http.ResponseWriter, r *http.Request) {
+	doc, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	if err == nil && len(doc) > 64<<10 {
+		err = errors.New("document larger than 64 KiB")
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: reading body: %v", ErrInvalid, err))
+		return
+	}
+	id := r.PathValue("id")
+	n, err := s.SendEvent(id, doc)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"device": id, "monitors": n})
 }
 
 func (s *Sim) pathNode(w http.ResponseWriter, r *http.Request) (int, bool) {

@@ -63,8 +63,10 @@
 // SetForwarding/GetForwarding (forwardImmediate, forwardBusy, forwardNoAns
 // with ring count, forwardDND), SetDoNotDisturb/GetDoNotDisturb,
 // SnapshotDevice, MonitorStart/MonitorStop (device monitors), and
-// GetCSTAFeatures. README.md lists the event sequence of each service and
-// the CSTA error of each wrong state.
+// GetCSTAFeatures; OutOfServiceEvent and BackInServiceEvent when the control
+// API takes a station out of service and back; any other event document a
+// test gives SendEvent. README.md lists the event sequence of each service
+// and the CSTA error of each wrong state.
 //
 // # Control API
 //
@@ -83,7 +85,15 @@
 //	                            its connection clears (cause busy), the caller fails.
 //	POST   /calls/{id}/hangup   {"device":"40001"}  that party hangs up; no device
 //	                            clears the whole call.
-//	GET    /state               calls, devices (forwarding, DND), nodes (clients,
+//	POST   /devices/{id}/outofservice   the station goes out of service: its
+//	                            monitors get OutOfServiceEvent; MakeCall from it
+//	                            fails (deviceOutOfService), calls to it fail.
+//	POST   /devices/{id}/backinservice  back in service: BackInServiceEvent.
+//	POST   /devices/{id}/events the request body, an event document, goes to every
+//	                            monitor of the station with that monitor's
+//	                            monitorCrossRefID, otherwise as given →
+//	                            {"device":"40001","monitors":2}
+//	GET    /state               calls, devices (forwarding, DND, service), nodes (clients,
 //	                            sessions, monitors, frames in/out by name, requests
 //	                            in flight by name, MonitorStart+SnapshotDevice
 //	                            in-flight high-water mark, faults).

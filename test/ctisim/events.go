@@ -26,6 +26,7 @@ const (
 	causeCallForwardImmed    = "callForwardImmediate"
 	causeCallForwardBusy     = "callForwardBusy"
 	causeCallForwardNoAnswer = "callForwardNoAnswer"
+	causeDestOutOfOrder      = "destOutOfOrder"
 )
 
 func cid(c *call, dev string) csta.ConnectionID {
@@ -113,6 +114,14 @@ func evDoNotDisturb(d *device) *csta.Message {
 	return &csta.Message{Kind: csta.KindDoNotDisturbEvent, Device: wdev(d.id), DoNotDisturbOn: d.dnd}
 }
 
+// evService reports a station leaving or re-entering service.
+func evService(d *device) *csta.Message {
+	if d.outOfService {
+		return &csta.Message{Kind: csta.KindOutOfServiceEvent, Device: wdev(d.id)}
+	}
+	return &csta.Message{Kind: csta.KindBackInServiceEvent, Device: wdev(d.id)}
+}
+
 // features is the GetCSTAFeaturesResponse content: exactly what the switch
 // implements, lists and items in schema order.
 func features() *csta.Message {
@@ -132,6 +141,7 @@ func features() *csta.Message {
 			{List: "callControlEvtsList", Items: []string{"conferenced", "connectionCleared", "delivered", "diverted",
 				"established", "failed", "held", "originated", "retrieved", "serviceInitiated", "transferred"}},
 			{List: "logicalEvtsList", Items: []string{"doNotDisturb", "forwarding"}},
+			{List: "deviceMaintEvtsList", Items: []string{"backInService", "outOfService"}},
 		},
 	}
 }

@@ -31,6 +31,12 @@ func (r *recSink) Deliver(m *csta.Message) {
 	r.h.log = append(r.h.log, entry{dev: r.dev, msg: m})
 }
 
+func (r *recSink) DeliverRaw(name string, doc []byte) {
+	m, err := csta.Decode(doc)
+	require.NoError(r.h.t, err)
+	r.h.log = append(r.h.log, entry{dev: r.dev, msg: m})
+}
+
 type entry struct {
 	dev string // "" for the response to the request
 	msg *csta.Message

@@ -114,6 +114,9 @@ func (o *op) makeCall(req *csta.Message) *csta.Error {
 	if err != nil {
 		return errf(csta.CodeInvalidDestination, "%q", req.Destination.ID)
 	}
+	if d := o.sw.devices[aID]; d != nil && d.outOfService {
+		return errf(csta.CodeDeviceOutOfService, "%s is out of service", aID)
+	}
 	a := o.sw.device(aID, true)
 	if a.busy() {
 		return errf(codeInvalidDeviceState, "%s is busy", aID)
@@ -163,6 +166,10 @@ func (o *op) route(c *call, tID string, station bool, cause string) {
 		return
 	}
 	t := sw.device(tID, true)
+	if t.outOfService {
+		o.fail(c, t, causeDestOutOfOrder)
+		return
+	}
 	if f := t.fwd[fwdImmediate]; f.active && o.canDivert(c, t, f.dn) {
 		o.divert(c, t, nil, f.dn, causeCallForwardImmed)
 		return

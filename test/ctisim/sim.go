@@ -223,6 +223,25 @@ func (s *Sim) Reject(callID, device string) error { return s.sw.rejectAction(cal
 // Hangup clears the device's connection (device "" clears the whole call).
 func (s *Sim) Hangup(callID, device string) error { return s.sw.hangupAction(callID, device) }
 
+// SetInService takes a station out of service (inService false) or brings
+// it back (true). Its monitors get an OutOfServiceEvent or a
+// BackInServiceEvent; while it is out of service, MakeCall from it fails
+// with systemResourceAvailibility/deviceOutOfService, PlaceCall from it
+// with ErrConflict, and calls to it fail (FailedEvent, cause
+// destOutOfOrder). Its calls in progress are left alone. Asking for the
+// state it is in already sends nothing.
+func (s *Sim) SetInService(device string, inService bool) error {
+	return s.sw.setInService(device, inService)
+}
+
+// SendEvent sends an event document to every monitor of a station and
+// returns how many there are. Each copy carries that monitor's
+// monitorCrossRefID (the document must have a monitorCrossRefID element,
+// empty or not) and is otherwise sent as given: namespace, device ids and
+// all. It is for events the simulator does not produce itself (QueuedEvent,
+// vendor events...).
+func (s *Sim) SendEvent(device string, doc []byte) (int, error) { return s.sw.sendEvent(device, doc) }
+
 // SetFault injects a fault into node i (0-based, the order of Addrs).
 func (s *Sim) SetFault(i int, f Fault) error {
 	n, err := s.node(i)

@@ -31,12 +31,15 @@ type ConnectionState struct {
 
 // DeviceState is a station's features and what it is involved in.
 type DeviceState struct {
-	ID         string            `json:"id"`
-	Station    bool              `json:"station"`
-	DND        bool              `json:"dnd"`
-	Forwarding []ForwardingState `json:"forwarding"`
-	Monitors   int               `json:"monitors"`
-	Calls      []string          `json:"calls,omitempty"`
+	ID      string `json:"id"`
+	Station bool   `json:"station"`
+	DND     bool   `json:"dnd"`
+	// OutOfService is set while the control API holds the station out
+	// of service.
+	OutOfService bool              `json:"outOfService,omitempty"`
+	Forwarding   []ForwardingState `json:"forwarding"`
+	Monitors     int               `json:"monitors"`
+	Calls        []string          `json:"calls,omitempty"`
 }
 
 // ForwardingState is one forwarding type of a device.

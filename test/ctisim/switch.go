@@ -64,12 +64,15 @@ type forwarding struct {
 // trunk. Devices are created when first used and forgotten when they hold
 // nothing any more.
 type device struct {
-	id       string
-	station  bool
-	dnd      bool
-	fwd      [fwdCount]forwarding
-	conns    []*connection // live connections, oldest first
-	monitors []*monitor
+	id      string
+	station bool
+	dnd     bool
+	// outOfService: the control API took the station out of service; it
+	// cannot place or receive calls until it is back.
+	outOfService bool
+	fwd          [fwdCount]forwarding
+	conns        []*connection // live connections, oldest first
+	monitors     []*monitor
 }
 
 // busy reports whether the device is in use: a connection initiated,
@@ -103,7 +106,7 @@ func (d *device) talking(except *connection) *connection {
 }
 
 func (d *device) idle() bool {
-	if len(d.conns) > 0 || len(d.monitors) > 0 || d.dnd {
+	if len(d.conns) > 0 || len(d.monitors) > 0 || d.dnd || d.outOfService {
 		return false
 	}
 	for _, f := range d.fwd {
@@ -166,10 +169,14 @@ func (c *call) others(cn *connection) []*connection {
 	return out
 }
 
-// Sink receives the events of the monitors it owns. Deliver is called with
-// the switch locked: it must not block and must not call into the switch.
+// Sink receives the events of the monitors it owns. Deliver and DeliverRaw
+// are called with the switch locked: they must not block and must not call
+// into the switch.
 type Sink interface {
 	Deliver(m *csta.Message)
+	// DeliverRaw sends an event document as it is (SendEvent); name is its
+	// root element, for the frame counters.
+	DeliverRaw(name string, doc []byte)
 }
 
 type monitor struct {
@@ -526,7 +533,7 @@ func (sw *Switch) state() switchState {
 	sort.Strings(ids)
 	for _, id := range ids {
 		d := sw.devices[id]
-		ds := DeviceState{ID: d.id, Station: d.station, DND: d.dnd, Monitors: len(d.monitors), Forwarding: []ForwardingState{}}
+		ds := DeviceState{ID: d.id, Station: d.station, DND: d.dnd, OutOfService: d.outOfService, Monitors: len(d.monitors), Forwarding: []ForwardingState{}}
 		for i, f := range d.fwd {
 			if f.active || f.dn != "" {
 				fs := ForwardingState{Type: fwdTypeNames[i], Active: f.active, DN: f.dn}
