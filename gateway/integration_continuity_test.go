@@ -425,3 +425,23 @@ func TestTargetDiesDuringMove(t *testing.T) {
 	assert.False(t, alice.byeReceived())
 	assert.Contains(t, metricsText(t, e), `cstagw_session_moves_total{reason="failover",result="failed"}`)
 }
+
+// A session moved while its phone is out of service is told so again on
+// the new link, before the SystemStatus normal that ends the move.
+func TestFailoverReplaysOutOfService(t *testing.T) {
+	e := newEnv(t, envOpts{nodes: 2, gw: func(c *gateway.Config) { c.CTI.FailoverAfter = "300ms" }})
+	alice := signInOn(t, e, e.tcp(), userAlice, lineAlice, "cti-a")
+	require.NoError(t, e.sim.SetInService(devAlice, false))
+	alice.waitEvent(0, csta.KindOutOfServiceEvent, "")
+	mark := alice.mark()
+	killNode(t, e, 0)
+	require.True(t, alice.waitFor(func() bool { return len(statuses(alice)) == 2 }), "statuses %v", statuses(alice))
+	oos, at := alice.waitEvent(mark, csta.KindOutOfServiceEvent, "")
+	assert.Equal(t, alice.xref, oos.MonitorCrossRefID)
+	_, normalAt := alice.find(mark, func(m *csta.Message) bool {
+		return m.Kind == csta.KindSystemStatus && m.SystemStatus == "normal"
+	})
+	assert.Less(t, at, normalAt, "the replay comes before SystemStatus normal")
+	require.NoError(t, e.sim.SetInService(devAlice, true))
+	alice.waitEvent(mark, csta.KindBackInServiceEvent, "")
+}
