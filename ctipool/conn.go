@@ -87,12 +87,12 @@ func newConn(l *Link, nc net.Conn, opts csta.FrameOptions) *conn {
 		log:         l.log,
 		bw:          bufio.NewWriterSize(nc, 32<<10),
 		done:        make(chan struct{}),
-		budget:      make(chan struct{}, l.cfg.AdmissionBudget),
+		budget:      make(chan struct{}, l.conf().AdmissionBudget),
 		outstanding: make(map[int]*pending),
 		mons:        newMonitorTable(),
 		unknownXref: make(map[string]struct{}),
 		ns:          l.lc.ProtocolVersions[0],
-		limits:      csta.Limits{MaxBytes: l.cfg.MaxFrame, MaxElements: 16 * csta.DefaultMaxElements},
+		limits:      csta.Limits{MaxBytes: l.conf().MaxFrame, MaxElements: 16 * csta.DefaultMaxElements},
 	}
 	c.lastRx.Store(time.Now().UnixNano())
 	c.lastReset.Store(time.Now().UnixNano())
@@ -149,7 +149,7 @@ func (c *conn) isDead() bool {
 func (c *conn) enqueue(f []byte) (ok, write bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if len(c.wq) >= c.link.cfg.SendQueue {
+	if len(c.wq) >= c.link.conf().SendQueue {
 		return false, false
 	}
 	c.wq = append(c.wq, f)
@@ -184,7 +184,7 @@ func (c *conn) flush(once bool) {
 		c.wq, c.spare = c.spare[:0], nil
 		c.wmu.Unlock()
 
-		err := c.nc.SetWriteDeadline(time.Now().Add(c.link.cfg.WriteTimeout))
+		err := c.nc.SetWriteDeadline(time.Now().Add(c.link.conf().WriteTimeout))
 		for i, f := range batch {
 			if err == nil {
 				_, err = c.bw.Write(f)
@@ -468,7 +468,7 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 		c.flush(true)
 	}
 
-	t := time.NewTimer(c.link.cfg.RequestTimeout)
+	t := time.NewTimer(c.link.conf().RequestTimeout)
 	defer t.Stop()
 	select {
 	case r := <-p.ch:
@@ -491,7 +491,7 @@ func (c *conn) abandon(id int, release func()) {
 		c.forget(id)
 		return
 	}
-	time.AfterFunc(c.link.cfg.RequestTimeout, func() {
+	time.AfterFunc(c.link.conf().RequestTimeout, func() {
 		c.forget(id)
 		release()
 	})

@@ -26,7 +26,7 @@ func (l *Link) Tick(now time.Time) {
 }
 
 func (l *Link) tick(c *conn, now time.Time) {
-	h := l.cfg.HeartbeatInterval
+	h := l.conf().HeartbeatInterval
 	silence := now.Sub(time.Unix(0, c.lastRx.Load()))
 	if silence >= 2*h {
 		c.fail(&HeartbeatError{Silence: silence})
@@ -48,7 +48,7 @@ func (l *Link) tick(c *conn, now time.Time) {
 func (l *Link) probe(c *conn) {
 	defer c.probing.Store(false)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*l.cfg.HeartbeatInterval)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*l.conf().HeartbeatInterval)
 	defer cancel()
 	resp, err := c.request(ctx, &csta.Message{Kind: csta.KindRequestSystemStatus})
 	if err != nil {
@@ -65,7 +65,7 @@ func (l *Link) probe(c *conn) {
 // resetTimer keeps the application session alive.
 func (l *Link) resetTimer(c *conn) {
 	defer c.resetting.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.conf().RequestTimeout)
 	defer cancel()
 	resp, err := c.request(ctx, &csta.Message{
 		Kind:            csta.KindResetApplicationSessionTimer,

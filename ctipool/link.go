@@ -43,6 +43,7 @@ type LinkState struct {
 	State      State
 	Generation uint64
 	Err        error // why the link is not up, when it is not
+	Link       *Link // the link itself (also once a reload removed it)
 }
 
 // Link is one CTI server connection with its reconnect loop. Every
@@ -50,8 +51,13 @@ type LinkState struct {
 type Link struct {
 	pool *Pool
 	lc   LinkConfig
-	cfg  Config
+	cfg  atomic.Pointer[Config] // replaced by Pool.Reconfigure; read through conf
 	log  zerolog.Logger
+	// removed: taken out of placement by a reload; stop/done end its loop
+	// (set under Pool.mu).
+	removed atomic.Bool
+	stop    context.CancelFunc
+	done    chan struct{}
 
 	cur        atomic.Pointer[conn]
 	state      atomic.Int32
@@ -65,6 +71,15 @@ type Link struct {
 
 	wg sync.WaitGroup // the current conn's reader and writer
 }
+
+// conf returns the settings in force.
+func (l *Link) conf() *Config { return l.cfg.Load() }
+
+// Removed reports whether a reload took the link out of the pool.
+func (l *Link) Removed() bool { return l.removed.Load() }
+
+// Config returns the link's own configuration.
+func (l *Link) Config() LinkConfig { return l.lc }
 
 // Name is the link's configured name.
 func (l *Link) Name() string { return l.lc.Name }
@@ -136,7 +151,7 @@ func (l *Link) setState(s State, err error) {
 	if old != s {
 		l.since.Store(time.Now().UnixNano())
 		if fn := l.pool.opts.OnState; fn != nil {
-			fn(LinkState{Name: l.lc.Name, State: s, Generation: l.gen.Load(), Err: err})
+			fn(LinkState{Name: l.lc.Name, State: s, Generation: l.gen.Load(), Err: err, Link: l})
 		}
 	}
 }
@@ -144,7 +159,7 @@ func (l *Link) setState(s State, err error) {
 // run dials, bootstraps and serves the link until ctx ends, reconnecting
 // per the policy.
 func (l *Link) run(ctx context.Context) {
-	b := newBackoff(l.cfg.Reconnect)
+	b := newBackoff(l.conf().Reconnect)
 	for ctx.Err() == nil {
 		l.setState(StateConnecting, nil)
 		c, err := l.connect(ctx)
@@ -154,7 +169,7 @@ func (l *Link) run(ctx context.Context) {
 			}
 			n := l.failures.Add(1)
 			ev := l.log.Debug()
-			if n == 1 || n%uint64(l.cfg.Reconnect.LogEvery) == 0 {
+			if n == 1 || n%uint64(l.conf().Reconnect.LogEvery) == 0 {
 				ev = l.log.Error()
 			}
 			wait, hold := b.next()
@@ -184,7 +199,7 @@ func (l *Link) run(ctx context.Context) {
 // connect dials and bootstraps one connection. On success the connection
 // is installed as a new generation and the link is up.
 func (l *Link) connect(ctx context.Context) (*conn, error) {
-	d := net.Dialer{Timeout: l.cfg.DialTimeout}
+	d := net.Dialer{Timeout: l.conf().DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", l.lc.Address)
 	if err != nil {
 		return nil, err
@@ -198,7 +213,7 @@ func (l *Link) connect(ctx context.Context) (*conn, error) {
 			return nil, fmt.Errorf("cti link %s tls: %w", l.lc.Name, err)
 		}
 		tc := tls.Client(nc, tcfg)
-		hctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
+		hctx, cancel := context.WithTimeout(ctx, l.conf().DialTimeout)
 		err = tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -207,7 +222,7 @@ func (l *Link) connect(ctx context.Context) (*conn, error) {
 		}
 		nc = tc
 	}
-	c := newConn(l, nc, l.lc.frameOptions(l.cfg.MaxFrame))
+	c := newConn(l, nc, l.lc.frameOptions(l.conf().MaxFrame))
 	c.gen = l.gen.Load() + 1
 	c.log = l.log.With().Uint64("generation", c.gen).Logger()
 	c.start(&l.wg)
@@ -230,7 +245,7 @@ func (l *Link) connect(ctx context.Context) (*conn, error) {
 // bootstrap opens the application session (or registers for system status
 // without one).
 func (l *Link) bootstrap(ctx context.Context, c *conn) error {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, l.conf().RequestTimeout)
 	defer cancel()
 	if l.lc.AppSession {
 		req := &csta.Message{
@@ -284,7 +299,7 @@ func (l *Link) serve(ctx context.Context, c *conn) {
 	// Check a twentieth of an interval apart, and exactly when two
 	// intervals of silence will have passed: a silent link is declared
 	// dead on time, not up to a tick late.
-	h := l.cfg.HeartbeatInterval
+	h := l.conf().HeartbeatInterval
 	period := max(h/20, time.Millisecond)
 	t := time.NewTimer(period)
 	defer t.Stop()
@@ -315,7 +330,7 @@ func (l *Link) serve(ctx context.Context, c *conn) {
 // shutdown ends the application session politely and closes.
 func (l *Link) shutdown(c *conn) {
 	if c.sessionID != "" && !c.isDead() {
-		ctx, cancel := context.WithTimeout(context.Background(), min(l.cfg.RequestTimeout, time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), min(l.conf().RequestTimeout, time.Second))
 		_, _ = c.request(ctx, &csta.Message{Kind: csta.KindStopApplicationSession, SessionID: c.sessionID, Reason: "normal"})
 		cancel()
 	}

@@ -119,7 +119,7 @@ func (s *Subscription) Close() {
 		// Best effort, off the caller's path: the monitor is already gone
 		// from our tables, so a late event for it is dropped.
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), c.link.cfg.RequestTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), c.link.conf().RequestTimeout)
 			defer cancel()
 			_, _ = c.request(ctx, &csta.Message{Kind: csta.KindMonitorStop, MonitorCrossRefID: m.xref})
 		}()

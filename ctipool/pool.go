@@ -8,7 +8,9 @@ package ctipool
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,13 +29,16 @@ type Options struct {
 
 // Pool is the set of CTI links.
 type Pool struct {
-	opts  Options
-	links []*Link
+	opts Options
+	// links is copied on write (AddLink, RemoveLink): readers take the
+	// slice and range over it without a lock.
+	links atomic.Pointer[[]*Link]
 
 	rrMu sync.Mutex
 	rr   int // index of the link whose turn is next
 
 	mu     sync.Mutex
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed bool
@@ -47,18 +52,106 @@ func New(cfg Config, opts Options) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{opts: opts}
+	links := make([]*Link, 0, len(cfg.Links))
 	for _, lc := range cfg.Links {
-		l := &Link{
-			pool: p,
-			lc:   lc,
-			cfg:  cfg,
-			log:  opts.Logger.With().Str("link", lc.Name).Logger(),
-		}
-		l.state.Store(int32(StateConnecting))
-		l.since.Store(time.Now().UnixNano())
-		p.links = append(p.links, l)
+		links = append(links, p.newLink(lc, cfg))
 	}
+	p.links.Store(&links)
 	return p, nil
+}
+
+func (p *Pool) newLink(lc LinkConfig, cfg Config) *Link {
+	l := &Link{
+		pool: p,
+		lc:   lc,
+		log:  p.opts.Logger.With().Str("link", lc.Name).Logger(),
+	}
+	l.cfg.Store(&cfg)
+	l.state.Store(int32(StateConnecting))
+	l.since.Store(time.Now().UnixNano())
+	return l
+}
+
+// startLink runs a link's loop until the pool closes or the link is
+// removed (p.mu held).
+func (p *Pool) startLink(ctx context.Context, l *Link) {
+	lctx, cancel := context.WithCancel(ctx)
+	l.stop = cancel
+	l.done = make(chan struct{})
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer close(l.done)
+		l.run(lctx)
+	}()
+}
+
+// Reconfigure applies new pool-wide settings (heartbeat, timeouts,
+// reconnect policy...) to every link from its next interval, and the link
+// settings of links that keep their name and connection settings. Links
+// are added and removed with AddLink and RemoveLink.
+func (p *Pool) Reconfigure(cfg Config) {
+	cfg = cfg.WithDefaults()
+	for _, l := range p.Links() {
+		c := cfg
+		l.cfg.Store(&c)
+	}
+}
+
+// AddLink adds a link (at the end of the priority order) and dials it at
+// once if the pool is running.
+func (p *Pool) AddLink(lc LinkConfig, cfg Config) (*Link, error) {
+	cfg = cfg.WithDefaults()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	old := p.Links()
+	if len(old) >= MaxLinks {
+		return nil, fmt.Errorf("ctipool: at most %d links", MaxLinks)
+	}
+	for _, o := range old {
+		if o.lc.Name == lc.Name {
+			return nil, fmt.Errorf("ctipool: link %s exists", lc.Name)
+		}
+	}
+	l := p.newLink(lc, cfg)
+	links := append(append(make([]*Link, 0, len(old)+1), old...), l)
+	p.links.Store(&links)
+	if p.ctx != nil {
+		p.startLink(p.ctx, l)
+	}
+	return l, nil
+}
+
+// RemoveLink takes a link out of placement at once; CloseLink ends it.
+// Callers move its sessions away in between.
+func (p *Pool) RemoveLink(l *Link) {
+	l.removed.Store(true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.Links()
+	links := make([]*Link, 0, len(old))
+	for _, o := range old {
+		if o != l {
+			links = append(links, o)
+		}
+	}
+	p.links.Store(&links)
+}
+
+// CloseLink ends a removed link: StopApplicationSession, close, and its
+// loop stops for good. It waits for the loop (bounded by its shutdown).
+func (p *Pool) CloseLink(l *Link) {
+	p.mu.Lock()
+	stop, done := l.stop, l.done
+	p.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-done
 }
 
 // Start dials every link at once and keeps them up until Close.
@@ -70,12 +163,9 @@ func (p *Pool) Start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
-	for _, l := range p.links {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			l.run(ctx)
-		}()
+	p.ctx = ctx
+	for _, l := range p.Links() {
+		p.startLink(ctx, l)
 	}
 }
 
@@ -93,11 +183,11 @@ func (p *Pool) Close() {
 }
 
 // Links returns the links in priority order.
-func (p *Pool) Links() []*Link { return p.links }
+func (p *Pool) Links() []*Link { return *p.links.Load() }
 
 // Link returns the link with this name, or nil.
 func (p *Pool) Link(name string) *Link {
-	for _, l := range p.links {
+	for _, l := range p.Links() {
 		if l.lc.Name == name {
 			return l
 		}
@@ -116,10 +206,11 @@ func (p *Pool) Place() (*Link, error) { return p.PlaceWhere(nil) }
 func (p *Pool) PlaceWhere(ok func(*Link) bool) (*Link, error) {
 	p.rrMu.Lock()
 	defer p.rrMu.Unlock()
-	n := len(p.links)
+	links := p.Links()
+	n := len(links)
 	for i := 0; i < n; i++ {
 		idx := (p.rr + i) % n
-		l := p.links[idx]
+		l := links[idx]
 		if l.Up() && (ok == nil || ok(l)) {
 			p.rr = (idx + 1) % n
 			return l, nil
@@ -130,7 +221,7 @@ func (p *Pool) PlaceWhere(ok func(*Link) bool) (*Link, error) {
 
 // AnyUp reports whether at least one link is up (readiness).
 func (p *Pool) AnyUp() bool {
-	for _, l := range p.links {
+	for _, l := range p.Links() {
 		if l.Up() {
 			return true
 		}
@@ -159,8 +250,9 @@ type LinkHealth struct {
 
 // Health returns every link's health in priority order.
 func (p *Pool) Health() []LinkHealth {
-	out := make([]LinkHealth, len(p.links))
-	for i, l := range p.links {
+	links := p.Links()
+	out := make([]LinkHealth, len(links))
+	for i, l := range links {
 		out[i] = l.Health()
 	}
 	return out

@@ -40,6 +40,10 @@ type Status struct {
 	Uptime   string       `json:"uptime"`
 	// Continuity is the move policy in force and the moves waiting.
 	Continuity ContinuityStatus `json:"continuity"`
+	// Config is the running configuration's generation (1 at start, +1
+	// per applied reload), when it was loaded, and why the last reload
+	// was refused, if it was.
+	Config ReloadStatus `json:"config"`
 }
 
 // ContinuityStatus is the continuity part of /status.
@@ -53,9 +57,10 @@ type ContinuityStatus struct {
 // Status returns the gateway's status.
 func (g *Gateway) Status() Status {
 	st := Status{Draining: g.draining.Load(), Uptime: time.Since(g.started).Round(time.Second).String()}
-	st.Continuity = ContinuityStatus{FailoverAfter: "off", AfterReconnect: g.cfg.CTI.AfterReconnect,
-		Fallback: g.cfg.CTI.FallbackEnabled(), MovesQueued: g.mover.queued()}
-	if d, ok := g.cfg.CTI.FailoverDelay(); ok {
+	st.Config = g.reloadStatus()
+	st.Continuity = ContinuityStatus{FailoverAfter: "off", AfterReconnect: g.conf().CTI.AfterReconnect,
+		Fallback: g.conf().CTI.FallbackEnabled(), MovesQueued: g.mover.queued()}
+	if d, ok := g.conf().CTI.FailoverDelay(); ok {
 		st.Continuity.FailoverAfter = d.String()
 	}
 	g.mu.Lock()
@@ -107,7 +112,17 @@ func (g *Gateway) adminMux() *http.ServeMux {
 		_ = enc.Encode(g.Status())
 	})
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
-	if g.cfg.Admin.Pprof {
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		res, err := g.Reload()
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(res)
+	})
+	if g.conf().Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -140,6 +155,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	writeCounter(w, "cstagw_sip_info_failed_total", "In-dialog INFO requests that could not be sent.", ss.InfoFailed)
 	m.linkChanges.write(w)
 	m.moves.write(w)
+	m.reloads.write(w)
 	fmt.Fprintf(w, "# HELP cstagw_link_up Whether a CTI link is up.\n# TYPE cstagw_link_up gauge\n")
 	for _, l := range st.Links {
 		up := 0

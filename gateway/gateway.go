@@ -24,11 +24,10 @@ import (
 
 // Gateway ties the SIP side and the CTI pool together.
 type Gateway struct {
-	cfg     Config
+	// live holds what a reload replaces (reload.go): read it through
+	// conf, directory, numbers and csLimits, never keep it.
+	live    atomic.Pointer[liveConfig]
 	log     zerolog.Logger
-	dir     *Directory
-	num     *numbering
-	limits  csta.Limits
 	pool    *ctipool.Pool
 	sip     *sipstack.Server
 	metrics *metrics
@@ -42,6 +41,7 @@ type Gateway struct {
 	watches  map[watchKey]*deviceWatch
 	cont     continuity
 	mover    *mover
+	reload   reloadState
 
 	admin     *http.Server
 	adminAddr string
@@ -64,11 +64,7 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:      cfg,
 		log:      log,
-		dir:      dir,
-		num:      num,
-		limits:   csta.Limits{MaxBytes: cfg.SIP.MaxBodyBytes},
 		metrics:  newMetrics(),
 		ghosts:   newGhostBook(time.Hour, 100000),
 		service:  newServiceBook(),
@@ -82,7 +78,10 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 			downAt:   map[*ctipool.Link]time.Time{},
 			resume:   map[*ctipool.Link]bool{},
 		},
+		reload: reloadState{removing: map[*ctipool.Link]time.Time{}},
 	}
+	g.live.Store(&liveConfig{cfg: cfg, dir: dir, num: num, limits: csta.Limits{MaxBytes: cfg.SIP.MaxBodyBytes},
+		generation: 1, loadedAt: time.Now()})
 	// Enough movers to keep every link's admission budget busy.
 	g.mover = newMover(g, min(256, max(8, cfg.CTI.AdmissionBudget*len(cfg.CTI.Links))))
 	g.pool, err = ctipool.New(cfg.CTI, ctipool.Options{Logger: log, OnState: g.onLinkState, OnResync: g.onResync})
@@ -105,8 +104,8 @@ func (g *Gateway) Start() error {
 		return err
 	}
 	g.startContinuity()
-	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
-		ln, err := net.Listen("tcp", g.cfg.Admin.Listen)
+	if g.conf().Admin.Listen != "" && g.conf().Admin.Listen != "off" {
+		ln, err := net.Listen("tcp", g.conf().Admin.Listen)
 		if err != nil {
 			g.stopContinuity()
 			g.sip.Close()
@@ -172,7 +171,7 @@ feed:
 	close(work)
 	wg.Wait()
 	// Give the BYEs a moment on the wire.
-	t := time.NewTimer(min(g.cfg.Gateway.ShutdownGrace, 500*time.Millisecond))
+	t := time.NewTimer(min(g.conf().Gateway.ShutdownGrace, 500*time.Millisecond))
 	select {
 	case <-t.C:
 	case <-ctx.Done():
@@ -197,7 +196,7 @@ func (g *Gateway) Sessions() int {
 // Invite implements sipstack.Handler: a client signs in.
 func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.Request) sipstack.Reply {
 	log := g.log.With().Str("call_id", req.CallID).Str("user", req.Identity).Logger()
-	m, err := csta.DecodeLimits(req.Body, g.limits)
+	m, err := csta.DecodeLimits(req.Body, g.csLimits())
 	if err != nil {
 		return g.badBody(req, err)
 	}
@@ -207,7 +206,7 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	if lineText == "" {
 		lineText = strings.Clone(req.RequestUser)
 	}
-	lines := g.dir.Lines(req.Identity)
+	lines := g.directory().Lines(req.Identity)
 	if lines == nil {
 		g.metrics.refusals.With("user").Inc()
 		log.Warn().Msg("INVITE from a user not in the directory: 403")
@@ -220,21 +219,21 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 		return sipstack.Reply{Status: 403, Reason: "Line not permitted"}
 	}
 	if g.draining.Load() {
-		return sipstack.Reply{Status: 503, RetryAfter: g.cfg.SIP.RetryAfter}
+		return sipstack.Reply{Status: 503, RetryAfter: g.conf().SIP.RetryAfter}
 	}
 	g.mu.Lock()
 	total, mine := len(g.sessions), g.perUser[normUser(req.Identity)]
 	g.mu.Unlock()
-	if total >= g.cfg.Gateway.MaxSessions || mine >= g.cfg.Gateway.MaxSessionsPerUser {
+	if total >= g.conf().Gateway.MaxSessions || mine >= g.conf().Gateway.MaxSessionsPerUser {
 		g.metrics.refusals.With("session_limit").Inc()
 		log.Warn().Int("sessions", total).Int("user_sessions", mine).Msg("session limit reached: 503")
-		return sipstack.Reply{Status: 503, RetryAfter: g.cfg.SIP.RetryAfter}
+		return sipstack.Reply{Status: 503, RetryAfter: g.conf().SIP.RetryAfter}
 	}
 	link, err := g.pool.Place()
 	if err != nil {
 		g.metrics.refusals.With("no_link").Inc()
 		log.Warn().Err(err).Msg("no CTI link up: 503")
-		return sipstack.Reply{Status: 503, RetryAfter: g.cfg.SIP.RetryAfter}
+		return sipstack.Reply{Status: 503, RetryAfter: g.conf().SIP.RetryAfter}
 	}
 	s := &Session{
 		g:        g,
@@ -247,7 +246,7 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 		link:     link,
 		gen:      link.Generation(),
 		created:  time.Now(),
-		inbox:    newMailbox(g.cfg.Gateway.EventQueue),
+		inbox:    newMailbox(g.conf().Gateway.EventQueue),
 		done:     make(chan struct{}),
 		monitors: map[string]*monitorRef{},
 	}
@@ -278,7 +277,7 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 	if s == nil {
 		return sipstack.Reply{Status: 481, End: true}
 	}
-	if n := s.inflight.Add(1); n > int32(g.cfg.Gateway.MaxInFlight) {
+	if n := s.inflight.Add(1); n > int32(g.conf().Gateway.MaxInFlight) {
 		s.inflight.Add(-1)
 		g.metrics.refusals.With("in_flight").Inc()
 		s.log.Warn().Int32("in_flight", n-1).Msg("too many requests in flight on one session: 503")
@@ -337,7 +336,10 @@ func (g *Gateway) forget(s *Session, mons map[string]*monitorRef) {
 // onLinkState is told every link state change by the pool.
 func (g *Gateway) onLinkState(ls ctipool.LinkState) {
 	g.metrics.linkChanges.With(ls.Name, ls.State.String()).Inc()
-	link := g.pool.Link(ls.Name)
+	link := ls.Link
+	if link == nil {
+		link = g.pool.Link(ls.Name)
+	}
 	g.mu.Lock()
 	var affected []*Session
 	for s := range g.byLink[link] {
@@ -376,7 +378,7 @@ func (g *Gateway) onResync(link *ctipool.Link, gen uint64) {
 	g.mu.Unlock()
 	go func() {
 		for _, w := range ws {
-			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CTI.RequestTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), g.conf().CTI.RequestTimeout)
 			items, err := link.Snapshot(ctx, gen, w.key.device)
 			cancel()
 			if err != nil {

@@ -18,5 +18,8 @@ func NewLogger(cfg LogConfig, w io.Writer) zerolog.Logger {
 	if cfg.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	// The level is the process-wide one, so that a reload can change it
+	// for every logger the gateway handed out.
+	zerolog.SetGlobalLevel(level)
+	return zerolog.New(w).With().Timestamp().Logger()
 }

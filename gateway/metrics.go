@@ -106,6 +106,7 @@ type metrics struct {
 	refusals       *counterVec
 	linkChanges    *counterVec
 	moves          *counterVec
+	reloads        *counterVec
 	passedThrough  *counterVec
 	eventsIn       counter
 	eventsOut      counter
@@ -122,6 +123,7 @@ func newMetrics() *metrics {
 		badRequests:    newCounterVec("cstagw_bad_requests_total", "SIP requests refused for their CSTA body, by SIP status.", "status"),
 		refusals:       newCounterVec("cstagw_refusals_total", "Requests refused by policy (user, line, call, monitor, limits, no link).", "kind"),
 		linkChanges:    newCounterVec("cstagw_link_state_changes_total", "CTI link state changes.", "link", "state"),
+		reloads:        newCounterVec("cstagw_config_reloads_total", "Configuration reloads (SIGHUP, POST /reload), by result.", "result"),
 		moves:          newCounterVec("cstagw_session_moves_total", "Sessions moved to another CTI link generation, by reason (failover, resume, fallback) and result.", "reason", "result"),
 		passedThrough:  newCounterVec("cstagw_events_passed_through_total", "Event INFOs sent to clients for events the gateway does not model, by event.", "event"),
 	}

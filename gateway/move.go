@@ -35,6 +35,7 @@ const (
 	moveFailover = "failover"
 	moveResume   = "resume"
 	moveFallback = "fallback"
+	moveRemoved  = "removed" // a reload took the session's link away
 )
 
 // Outcomes of a move (the result label).
@@ -190,12 +191,7 @@ func (m *mover) run(j *moveJob) moveResult {
 	s := j.s
 	j.done = make(chan moveResult, 1)
 	s.moving.Store(true)
-	if _, run := s.inbox.push(item{kind: itemMove, move: j}, true); run {
-		go func() {
-			sipstack.GrowStack(int(itemMove))
-			s.drain(nil)
-		}()
-	}
+	s.deliverForce(item{kind: itemMove, move: j})
 	var r moveResult
 	select {
 	case r = <-j.done:
@@ -235,6 +231,16 @@ func (s *Session) move(j *moveJob) moveResult {
 			r.outcome, r.err = moveFailed, err
 			return r
 		}
+	case moveRemoved:
+		if !pinned || !from.Removed() {
+			r.outcome = moveSkipped
+			return r
+		}
+		var err error
+		if to, err = g.pool.Place(); err != nil {
+			r.outcome, r.err = moveFailed, err
+			return r
+		}
 	case moveResume:
 		if !pinned || !from.Up() || from.Generation() == s.gen {
 			r.outcome = moveSkipped
@@ -264,7 +270,7 @@ func (s *Session) move(j *moveJob) moveResult {
 		}
 	}
 	s.mu.Unlock()
-	rt := g.cfg.CTI.RequestTimeout
+	rt := g.conf().CTI.RequestTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), rt*time.Duration(2+2*len(old)))
 	defer cancel()
 	ws := make([]*deviceWatch, 0, len(old))
@@ -394,7 +400,7 @@ func (s *Session) busy() bool {
 // generation: the session is stale (481 next), or, with after_reconnect:
 // resume, waits for its move.
 func (s *Session) staleGeneration() {
-	if s.g.cfg.CTI.Resume() {
+	if s.g.conf().CTI.Resume() {
 		s.fire(evResume)
 		s.g.kickContinuity()
 		return
@@ -469,15 +475,15 @@ func (g *Gateway) continuityLinkState(link *ctipool.Link, ls ctipool.LinkState) 
 		return
 	}
 	delete(c.downAt, link)
-	if g.cfg.CTI.Resume() {
+	if g.conf().CTI.Resume() {
 		c.resume[link] = true
 	}
 }
 
 // scanPeriod is how often the scan looks for sessions to move.
 func (g *Gateway) scanPeriod() time.Duration {
-	p := g.cfg.CTI.HeartbeatInterval
-	if fo, ok := g.cfg.CTI.FailoverDelay(); ok && fo/10 < p {
+	p := g.conf().CTI.HeartbeatInterval
+	if fo, ok := g.conf().CTI.FailoverDelay(); ok && fo/10 < p {
 		p = fo / 10
 	}
 	return min(max(p, 10*time.Millisecond), time.Second)
@@ -501,13 +507,21 @@ func (g *Gateway) scanLoop(ctx context.Context) {
 // failover_after (when another link is up), and, with after_reconnect:
 // resume, the sessions behind their link's new generation.
 func (g *Gateway) scan(now time.Time) {
-	fo, foOn := g.cfg.CTI.FailoverDelay()
-	resume := g.cfg.CTI.Resume()
+	fo, foOn := g.conf().CTI.FailoverDelay()
+	resume := g.conf().CTI.Resume()
 	var jobs []*moveJob
 	g.mu.Lock()
-	for _, l := range g.pool.Links() {
+	links := g.pool.Links()
+	for l := range g.reload.removing {
+		links = append(links, l)
+	}
+	for _, l := range links {
 		reason := ""
-		if l.Up() {
+		if l.Removed() {
+			if g.pool.AnyUp() {
+				reason = moveRemoved
+			}
+		} else if l.Up() {
 			if resume && g.cont.resume[l] {
 				reason = moveResume
 			}
@@ -553,6 +567,7 @@ func (g *Gateway) scan(now time.Time) {
 	if len(jobs) > 0 {
 		g.mover.add(jobs)
 	}
+	g.closeRemovedLinks(now)
 }
 
 // otherUp reports whether a link other than l is up.
@@ -574,7 +589,7 @@ func (g *Gateway) fallbackLoop(ctx context.Context) {
 			return
 		case <-g.cont.fallback:
 		}
-		if g.cfg.CTI.FallbackEnabled() {
+		if g.conf().CTI.FallbackEnabled() {
 			g.rebalance(ctx)
 		}
 	}
@@ -585,7 +600,7 @@ func (g *Gateway) fallbackLoop(ctx context.Context) {
 const fallbackPatience = 5 * time.Minute
 
 func (g *Gateway) rebalance(ctx context.Context) {
-	per := max(g.cfg.CTI.Fallback.PerSecond, 1)
+	per := max(g.conf().CTI.Fallback.PerSecond, 1)
 	// The start times of the last per moves: a new one starts only when
 	// the oldest of them is a second old, so no window of one second ever
 	// holds more than per moves.

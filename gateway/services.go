@@ -19,7 +19,7 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 	st := s.State()
 	if st != StateStale && s.link.Generation() != s.gen {
 		// The link came back under a new generation before we were told.
-		if s.g.cfg.CTI.Resume() {
+		if s.g.conf().CTI.Resume() {
 			st = s.fire(evResume)
 			s.g.kickContinuity()
 		} else {
@@ -40,7 +40,7 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 	// recycled.
 	m := msgPool.Get().(*csta.Message)
 	defer releaseMsg(m)
-	if err := csta.DecodeInto(m, req.Body, s.g.limits); err != nil {
+	if err := csta.DecodeInto(m, req.Body, s.g.csLimits()); err != nil {
 		return s.g.badBody(req, err)
 	}
 	if req.Method != "INFO" && m.Kind != csta.KindRequestSystemStatus {
@@ -52,7 +52,7 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 		// The client answering one of ours (a SystemStatusResponse...).
 		return sipstack.Reply{Status: 200}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CTI.RequestTimeout+s.g.cfg.CTI.RequestTimeout/2)
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.conf().CTI.RequestTimeout+s.g.conf().CTI.RequestTimeout/2)
 	defer cancel()
 	resp, err := s.serve(ctx, m, replay)
 	service := m.Name
@@ -233,7 +233,7 @@ func (s *Session) resolveConn(c csta.ConnectionID) (csta.ConnectionID, error) {
 
 // dial translates a destination, with the error the service calls for.
 func (s *Session) dial(d csta.Device, code csta.ErrorCode) (csta.Device, error) {
-	digits, err := s.g.num.dialString(d.ID)
+	digits, err := s.g.numbers().dialString(d.ID)
 	if err != nil {
 		return d, csta.NewError(code, "%v", err)
 	}
@@ -387,7 +387,7 @@ func (s *Session) showDevice(pbx string, mon *monitorRef) string {
 			return l.URI
 		}
 	}
-	if r := s.g.num.show(pbx); r != "" {
+	if r := s.g.numbers().show(pbx); r != "" {
 		return r
 	}
 	return pbx
@@ -435,7 +435,7 @@ func (s *Session) monitorStart(ctx context.Context, m *csta.Message, replay *[]*
 	s.mu.Lock()
 	n := len(s.monitors)
 	s.mu.Unlock()
-	if n >= s.g.cfg.Gateway.MaxMonitorsPerSession {
+	if n >= s.g.conf().Gateway.MaxMonitorsPerSession {
 		return nil, csta.NewError(csta.CodeObjectMonitorLimitExceeded, "%d monitors on this session", n)
 	}
 	w, err := s.g.watch(ctx, s.link, s.gen, line.Device)

@@ -88,6 +88,7 @@ const (
 	CloseSIP        CloseReason = "sip_ended"
 	CloseSendFailed CloseReason = "send_failed"
 	CloseInternal   CloseReason = "internal_error"
+	CloseDirectory  CloseReason = "directory" // the user or the sign-in line left the directory
 )
 
 type itemKind int
@@ -98,6 +99,7 @@ const (
 	itemMonitorEnded
 	itemLink
 	itemMove
+	itemAuthority // the directory changed the user's lines
 )
 
 // item is one thing for the session to do.
@@ -109,6 +111,9 @@ type item struct {
 	link ctipool.LinkState
 	move *moveJob
 	lost bool // itemMonitorEnded: the monitor went with its link
+	// itemAuthority: the user's lines now, and where the outcome goes.
+	lines  []*Line
+	result chan int
 }
 
 // Waiter states of a pending request.
@@ -230,6 +235,17 @@ func (s *Session) deliver(it item) {
 	}
 }
 
+// deliverForce hands the session an item its inbox bound must not refuse
+// (the sender bounds itself), draining it when nobody is.
+func (s *Session) deliverForce(it item) {
+	if _, run := s.inbox.push(it, true); run {
+		go func() {
+			sipstack.GrowStack(int(it.kind))
+			s.drain(nil)
+		}()
+	}
+}
+
 // request queues a SIP request behind whatever the session has to do and
 // waits for its answer, draining the inbox itself when nobody else is.
 // The reply it returns carries the run token in Sent.
@@ -245,7 +261,7 @@ func (s *Session) request(ctx context.Context, req *sipstack.Request) sipstack.R
 	// on the link the session is leaving.
 	var moveWait <-chan time.Time
 	if s.moving.Load() {
-		t := time.NewTimer(s.g.cfg.CTI.RequestTimeout)
+		t := time.NewTimer(s.g.conf().CTI.RequestTimeout)
 		defer t.Stop()
 		moveWait = t.C
 	}
@@ -368,6 +384,8 @@ func (s *Session) process(it item) {
 		s.onLink(it.link)
 	case itemMove:
 		it.move.done <- s.move(it.move)
+	case itemAuthority:
+		it.result <- s.onAuthority(it.lines)
 	}
 }
 
@@ -388,7 +406,7 @@ func (s *Session) onLink(ls ctipool.LinkState) {
 		st = s.fire(evLinkDown)
 	case ls.Generation == s.gen:
 		st = s.fire(evLinkUp)
-	case s.g.cfg.CTI.Resume():
+	case s.g.conf().CTI.Resume():
 		st = s.fire(evResume) // the move is queued by the gateway
 	default:
 		st = s.fire(evNewGen)
@@ -399,7 +417,7 @@ func (s *Session) onLink(ls ctipool.LinkState) {
 			s.sendRaw(&csta.Message{Kind: csta.KindSystemStatus, SystemStatus: "disabled"})
 		}
 	case StateStale:
-		if s.g.cfg.Gateway.StaleBye {
+		if s.g.conf().Gateway.StaleBye {
 			s.close(CloseStale, true)
 		}
 	}

@@ -104,7 +104,7 @@ func callID(req *sip.Request) string {
 // but application/csta+xml (or a multipart holding one).
 func (s *Server) cstaBody(req *sip.Request) ([]byte, int, string) {
 	body := req.Body()
-	if len(body) > s.cfg.MaxBodyBytes {
+	if len(body) > s.conf().MaxBodyBytes {
 		return nil, 413, "body of " + strconv.Itoa(len(body)) + " bytes is over max_body_bytes"
 	}
 	if len(body) == 0 {
@@ -132,7 +132,7 @@ func (s *Server) cstaBody(req *sip.Request) ([]byte, int, string) {
 				break
 			}
 			pm, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-			b, err := io.ReadAll(io.LimitReader(p, int64(s.cfg.MaxBodyBytes)))
+			b, err := io.ReadAll(io.LimitReader(p, int64(s.conf().MaxBodyBytes)))
 			if err != nil {
 				break
 			}
@@ -196,10 +196,10 @@ func (s *Server) timerChecks(tx sip.ServerTransaction, req *sip.Request) (time.D
 		s.reject(tx, req, 420, "unsupported Require", sip.NewHeader("Unsupported", strings.Join(u, ", ")))
 		return 0, false
 	}
-	se := s.cfg.SessionExpires
+	se := s.conf().SessionExpires
 	if v, ok := sessionExpires(req); ok {
-		if v < s.cfg.MinSE {
-			s.reject(tx, req, 422, "Session-Expires below Min-SE", sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second))))
+		if v < s.conf().MinSE {
+			s.reject(tx, req, 422, "Session-Expires below Min-SE", sip.NewHeader("Min-SE", strconv.Itoa(int(s.conf().MinSE/time.Second))))
 			return 0, false
 		}
 		se = min(se, v)
@@ -222,14 +222,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	acc := s.check(req, nil)
 	if !acc.ok {
-		if s.auth != nil {
-			s.reject(tx, req, 401, "digest authentication required", s.auth.challenge(time.Now()))
+		if s.pol().auth != nil {
+			s.reject(tx, req, 401, "digest authentication required", s.pol().auth.challenge(time.Now()))
 			return
 		}
 		s.reject(tx, req, 403, "source not trusted")
 		return
 	}
-	if !s.limiter.allow(hostOf(req.Source()), acc.trusted, time.Now()) {
+	if !s.pol().limiter.allow(hostOf(req.Source()), acc.trusted, time.Now()) {
 		s.reject(tx, req, 503, "INVITE rate limit of the source", s.retryAfter(time.Second))
 		return
 	}
@@ -278,7 +278,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 func (s *Server) retryAfter(d time.Duration) sip.Header {
 	if d <= 0 {
-		d = s.cfg.RetryAfter
+		d = s.conf().RetryAfter
 	}
 	return sip.NewHeader("Retry-After", strconv.Itoa(int(d/time.Second)))
 }
@@ -539,7 +539,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	if s.auth == nil && !s.check(req, nil).ok {
+	if s.pol().auth == nil && !s.check(req, nil).ok {
 		s.reject(tx, req, 403, "source not in trusted_hosts")
 		return
 	}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -355,28 +356,28 @@ func TestCheckAccess(t *testing.T) {
 	pai := "P-Asserted-Identity: \"Alice\" <sip:alice@example.com>"
 
 	t.Run("trusted proxy: P-Asserted-Identity honoured", func(t *testing.T) {
-		s := &Server{trusted: trusted}
+		s := testServer(trusted, nil, nil)
 		acc := s.check(from(wireRequest(t, "INVITE", "sip:mallory@example.com", pai), "10.1.2.3:5060", "TCP"), nil)
 		assert.Equal(t, access{ok: true, trusted: true, identity: "sip:alice@example.com"}, acc)
 		acc = s.check(from(wireRequest(t, "INVITE", "sip:mallory@example.com"), "10.1.2.3:5060", "TCP"), nil)
 		assert.Equal(t, access{ok: true, trusted: true, identity: "sip:mallory@example.com"}, acc, "no PAI: From")
 	})
 	t.Run("untrusted source refused, PAI or not", func(t *testing.T) {
-		s := &Server{trusted: trusted}
+		s := testServer(trusted, nil, nil)
 		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:alice@example.com", pai), "192.0.2.7:5060", "TCP"), nil).ok)
 		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:alice@example.com"), "127.0.0.1:5060", "UDP"), nil).ok)
 		// A source spelled as an IPv4-mapped IPv6 address is the same source.
 		assert.True(t, s.check(from(wireRequest(t, "INVITE", "sip:alice@example.com"), "[::ffff:10.1.2.3]:5060", "TCP"), nil).ok)
 	})
 	t.Run("digest: identity is the account, PAI and From ignored", func(t *testing.T) {
-		s := &Server{trusted: trusted, auth: a}
+		s := testServer(trusted, a, nil)
 		acc := s.check(from(wireRequest(t, "INVITE", "sip:alice@example.com", pai, authFor("INVITE", "bob", "bob-secret")), "192.0.2.7:5060", "UDP"), nil)
 		assert.Equal(t, access{ok: true, identity: "sip:bob@example.com", digest: true}, acc)
 		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:bob@example.com", authFor("INVITE", "bob", "nope")), "192.0.2.7:5060", "UDP"), nil).ok)
 		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:bob@example.com"), "192.0.2.7:5060", "UDP"), nil).ok)
 	})
 	t.Run("digest dialog: bound to its source host", func(t *testing.T) {
-		s := &Server{trusted: trusted, auth: a}
+		s := testServer(trusted, a, nil)
 		d := &Dialog{authIdentity: "sip:alice@example.com", source: "192.0.2.7:40000"}
 		acc := s.check(from(wireRequest(t, "INFO", "sip:bob@example.com", pai), "192.0.2.7:40001", "UDP"), d)
 		assert.Equal(t, access{ok: true, identity: "sip:alice@example.com", digest: true}, acc)
@@ -386,17 +387,17 @@ func TestCheckAccess(t *testing.T) {
 			"another host with valid credentials of another account")
 	})
 	t.Run("mutual TLS peer trusted on TLS only", func(t *testing.T) {
-		s := &Server{trusted: trusted, certs: &certStore{cfg: TLSConfig{ClientCAFile: "clients-ca.pem"}}}
+		s := testServer(trusted, nil, &certStore{cfg: TLSConfig{ClientCAFile: "clients-ca.pem"}})
 		acc := s.check(from(wireRequest(t, "INVITE", "sip:mallory@example.com", pai), "192.0.2.7:5061", "TLS"), nil)
 		assert.Equal(t, access{ok: true, trusted: true, identity: "sip:alice@example.com"}, acc)
 		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:mallory@example.com", pai), "192.0.2.7:5061", "TCP"), nil).ok,
 			"the same peer over TCP presented no certificate")
 		// TLS without client_ca_file proves nothing about the peer.
-		s = &Server{trusted: trusted, certs: &certStore{cfg: TLSConfig{}}}
+		s = testServer(trusted, nil, &certStore{cfg: TLSConfig{}})
 		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:mallory@example.com", pai), "192.0.2.7:5061", "TLS"), nil).ok)
 	})
 	t.Run("open gateway: anyone, as From", func(t *testing.T) {
-		s := &Server{}
+		s := testServer(nil, nil, nil)
 		acc := s.check(from(wireRequest(t, "INVITE", "sip:carol@example.com", pai), "192.0.2.7:5060", "UDP"), nil)
 		assert.Equal(t, access{ok: true, identity: "sip:carol@example.com"}, acc, "PAI from an untrusted peer is not honoured")
 	})
@@ -408,7 +409,7 @@ func TestCheckAccess(t *testing.T) {
 func TestCheckDigestCannotEnterProxyDialog(t *testing.T) {
 	a := testAuthenticator(t, time.Minute)
 	trusted, _ := ParseTrusted([]string{"10.0.0.0/8"})
-	s := &Server{trusted: trusted, auth: a}
+	s := testServer(trusted, a, nil)
 	d := &Dialog{source: "10.1.2.3:5060"} // opened by the trusted proxy for alice
 	auth := clientAuthorize(t, a.challenge(time.Now()).Value(), "INFO", "sip:cstagw@127.0.0.1:5060", "bob", "bob-secret")
 	req := wireRequest(t, "INFO", "sip:alice@example.com", "Authorization: "+auth)
@@ -724,4 +725,11 @@ func TestCertStoreReload(t *testing.T) {
 		"a client of the new client CA was never accepted")
 	_, err = probeTLS(addr, client)
 	assert.Error(t, err, "a client of the replaced client CA must be refused")
+}
+
+// testServer builds a Server with just what the access checks read.
+func testServer(trusted []netip.Prefix, auth *authenticator, certs *certStore) *Server {
+	s := &Server{certs: certs}
+	s.policy.Store(&policy{trusted: trusted, auth: auth})
+	return s
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -23,13 +24,11 @@ import (
 
 // Server owns the SIP listeners and the dialogs.
 type Server struct {
-	cfg     Config
+	// policy holds what Reconfigure replaces; read it through pol/conf.
+	policy  atomic.Pointer[policy]
 	log     zerolog.Logger
 	handler Handler
-	trusted []netip.Prefix
 	certs   *certStore
-	auth    *authenticator
-	limiter *rateLimiter
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -77,8 +76,8 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	trusted, _ := ParseTrusted(cfg.TrustedHosts)
-	s := &Server{cfg: cfg, log: log, handler: h, trusted: trusted, contacts: map[string]sip.ContactHeader{},
-		limiter: newRateLimiter(cfg.RateLimit)}
+	s := &Server{log: log, handler: h, contacts: map[string]sip.ContactHeader{}}
+	pol := &policy{cfg: cfg, trusted: trusted, limiter: newRateLimiter(cfg.RateLimit)}
 	for _, e := range cfg.Listen {
 		if l, _ := ParseListen(e); l.Network == "tls" {
 			certs, err := newCertStore(cfg.TLS, func(err error) { log.Error().Err(err).Msg("TLS certificate reload") })
@@ -93,7 +92,8 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip.auth: %w", err)
 	}
-	s.auth = auth
+	pol.auth = auth
+	s.policy.Store(pol)
 	sipgoLogOnce.Do(func() {
 		zl := log.With().Str("component", "sipgo").Logger()
 		sip.SetDefaultLogger(slog.New(zerolog.NewSlogHandler(zl)))
@@ -166,7 +166,7 @@ func GrowStack(n int) byte {
 // Start binds every listener (port 0 picks one; Addr reads it back) and
 // serves them.
 func (s *Server) Start() error {
-	for _, e := range s.cfg.Listen {
+	for _, e := range s.conf().Listen {
 		l, _ := ParseListen(e)
 		var bound string
 		switch l.Network {
@@ -228,9 +228,9 @@ func (s *Server) contactFor(network, bound string) sip.ContactHeader {
 	port, _ := strconv.Atoi(portStr)
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
-		if s.cfg.Advertise != "" {
-			host = s.cfg.Advertise
-			if h, p, err := net.SplitHostPort(s.cfg.Advertise); err == nil {
+		if s.conf().Advertise != "" {
+			host = s.conf().Advertise
+			if h, p, err := net.SplitHostPort(s.conf().Advertise); err == nil {
 				host = h
 				port, _ = strconv.Atoi(p)
 			}
@@ -301,7 +301,7 @@ func (s *Server) ipTrusted(req *sip.Request) bool {
 		return false
 	}
 	a = a.Unmap()
-	for _, p := range s.trusted {
+	for _, p := range s.pol().trusted {
 		if p.Contains(a) {
 			return true
 		}
@@ -315,7 +315,7 @@ func (s *Server) ipTrusted(req *sip.Request) bool {
 // authenticated: only when auth users are configured. With neither
 // trusted_hosts nor auth configured, anyone may send requests.
 func (s *Server) check(req *sip.Request, d *Dialog) access {
-	if (len(s.trusted) > 0 && s.ipTrusted(req)) ||
+	if (len(s.pol().trusted) > 0 && s.ipTrusted(req)) ||
 		(strings.EqualFold(req.Transport(), "tls") && s.certs.mutualTLS()) {
 		return access{ok: true, trusted: true, identity: s.assertedIdentity(req)}
 	}
@@ -329,13 +329,13 @@ func (s *Server) check(req *sip.Request, d *Dialog) access {
 	}
 	// In a dialog made through a trusted proxy, digest credentials of some
 	// account do not let anyone else in: only an initial request is verified.
-	if d == nil && s.auth != nil {
-		if uri := s.auth.verify(req, time.Now()); uri != "" {
+	if d == nil && s.pol().auth != nil {
+		if uri := s.pol().auth.verify(req, time.Now()); uri != "" {
 			return access{ok: true, identity: uri, digest: true}
 		}
 		return access{}
 	}
-	if len(s.trusted) == 0 && !s.certs.mutualTLS() && s.auth == nil {
+	if len(s.pol().trusted) == 0 && !s.certs.mutualTLS() && s.pol().auth == nil {
 		return access{ok: true, identity: fromIdentity(req)}
 	}
 	return access{}
@@ -400,5 +400,45 @@ func (s *Server) toRequest(req *sip.Request, body []byte, acc access) *Request {
 }
 
 func (s *Server) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.cfg.HandlerTimeout)
+	return context.WithTimeout(context.Background(), s.conf().HandlerTimeout)
+}
+
+// policy is the part of the configuration that may change while running:
+// limits, session timer values, trust, digest accounts, rate limits.
+type policy struct {
+	cfg     Config
+	trusted []netip.Prefix
+	auth    *authenticator
+	limiter *rateLimiter
+}
+
+func (s *Server) pol() *policy  { return s.policy.Load() }
+func (s *Server) conf() *Config { return &s.policy.Load().cfg }
+
+// Reconfigure applies a new sip: section for the next request. Listeners,
+// TLS files and the advertised address are kept as they run (they need a
+// restart); rate-limit buckets and digest nonces survive when their
+// settings did not change.
+func (s *Server) Reconfigure(cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate("sip"); err != nil {
+		return err
+	}
+	old := s.pol()
+	cfg.Listen, cfg.TLS, cfg.Advertise, cfg.UDPMaxMessage = old.cfg.Listen, old.cfg.TLS, old.cfg.Advertise, old.cfg.UDPMaxMessage
+	trusted, err := ParseTrusted(cfg.TrustedHosts)
+	if err != nil {
+		return fmt.Errorf("sip.trusted_hosts: %w", err)
+	}
+	pol := &policy{cfg: cfg, trusted: trusted, auth: old.auth, limiter: old.limiter}
+	if !reflect.DeepEqual(old.cfg.Auth, cfg.Auth) {
+		if pol.auth, err = newAuthenticator(cfg.Auth); err != nil {
+			return fmt.Errorf("sip.auth: %w", err)
+		}
+	}
+	if old.cfg.RateLimit != cfg.RateLimit {
+		pol.limiter = newRateLimiter(cfg.RateLimit)
+	}
+	s.policy.Store(pol)
+	return nil
 }

@@ -68,11 +68,20 @@ func main() {
 	}
 	if demo != nil {
 		demo.printHelp(g)
+	} else {
+		g.SetConfigPath(*configPath)
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	var s os.Signal
+	for s = range sig {
+		if s != syscall.SIGHUP {
+			break
+		}
+		// Errors are logged and kept for /status by Reload itself.
+		_, _ = g.Reload()
+	}
 	log.Info().Str("signal", s.String()).Msg("shutting down: 503 to new INVITEs, BYE to sessions, StopApplicationSession")
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	defer cancel()
