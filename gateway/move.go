@@ -512,8 +512,10 @@ func (g *Gateway) scan(now time.Time) {
 	var jobs []*moveJob
 	g.mu.Lock()
 	links := g.pool.Links()
-	for l := range g.reload.removing {
-		links = append(links, l)
+	for l := range g.byLink {
+		if l.Removed() { // still holding sessions (a reload took it away)
+			links = append(links, l)
+		}
 	}
 	for _, l := range links {
 		reason := ""
