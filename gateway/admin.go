@@ -153,6 +153,8 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	writeGauge(w, "cstagw_sip_dialogs", "SIP dialogs established.", float64(ss.Dialogs))
 	writeCounter(w, "cstagw_sip_info_sent_total", "In-dialog INFO requests sent.", ss.InfoSent)
 	writeCounter(w, "cstagw_sip_info_failed_total", "In-dialog INFO requests that could not be sent.", ss.InfoFailed)
+	writeCounter(w, "cstagw_auth_failures_total", "Digest authentications that failed (wrong credentials).", ss.AuthFailures)
+	writeCounter(w, "cstagw_auth_lockouts_total", "Lockouts of a (source, user) pair or a source after repeated digest failures.", ss.AuthLockouts)
 	m.linkChanges.write(w)
 	m.moves.write(w)
 	m.reloads.write(w)

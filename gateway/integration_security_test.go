@@ -20,6 +20,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -378,16 +379,17 @@ func TestDigestAuthentication(t *testing.T) {
 
 	// The identity is the account's uri, not From: alice's account with
 	// From bob may not take bob's line...
-	good := authorization(t, chal, sip.INVITE, uri, "alice", alicePass)
-	d, res = c.invite(inviteOpts{user: userBob, line: lineBob, headers: []sip.Header{good}})
+	// (Each attempt answers a fresh challenge: a nonce count is used once.)
+	good := func() sip.Header { return authorization(t, challenge(t, c), sip.INVITE, uri, "alice", alicePass) }
+	d, res = c.invite(inviteOpts{user: userBob, line: lineBob, headers: []sip.Header{good()}})
 	assert.Nil(t, d)
 	assert.Equal(t, 403, res.StatusCode, "alice's account, From bob, bob's line")
 	// ... nor with a P-Asserted-Identity (a direct client asserts nothing)...
 	_, res = c.invite(inviteOpts{user: userBob, line: lineBob,
-		headers: []sip.Header{good, sip.NewHeader("P-Asserted-Identity", "<"+userBob+">")}})
+		headers: []sip.Header{good(), sip.NewHeader("P-Asserted-Identity", "<"+userBob+">")}})
 	assert.Equal(t, 403, res.StatusCode, "alice's account asserting bob, bob's line")
 	// ... and does get alice's line.
-	d, res = c.invite(inviteOpts{user: userBob, line: lineAlice, headers: []sip.Header{good}})
+	d, res = c.invite(inviteOpts{user: userBob, line: lineAlice, headers: []sip.Header{good()}})
 	require.NotNil(t, d, "alice's account, alice's line: %d %s", res.StatusCode, res.Reason)
 
 	// In-dialog requests from the same source need no credentials; the
@@ -568,7 +570,10 @@ func TestInviteRateLimit(t *testing.T) {
 		c.SIP.RateLimit = sipstack.RateLimitConfig{InvitesPerSecond: 0.1, Burst: 3}
 	}})
 	direct := newTCPClientFrom(t, e.gw.SIPAddr("tcp"), "127.0.0.2")
-	auth := authorization(t, challenge(t, direct), sip.INVITE, direct.gwURI("cstagw"), "alice", alicePass)
+	// A fresh answer per INVITE: a replayed one would be stale.
+	auth := func() sip.Header {
+		return authorization(t, challenge(t, direct), sip.INVITE, direct.gwURI("cstagw"), "alice", alicePass)
+	}
 	// INVITEs for a line the account may not take pass the limiter and are
 	// refused after it (403), so no sessions pile up.
 	invite := func(c *sipClient, hs ...sip.Header) *sip.Response {
@@ -576,9 +581,9 @@ func TestInviteRateLimit(t *testing.T) {
 		return res
 	}
 	for i := 0; i < 3; i++ {
-		assert.Equal(t, 403, invite(direct, auth).StatusCode, "INVITE %d within the burst", i+1)
+		assert.Equal(t, 403, invite(direct, auth()).StatusCode, "INVITE %d within the burst", i+1)
 	}
-	res := invite(direct, auth)
+	res := invite(direct, auth())
 	require.Equal(t, 503, res.StatusCode, "INVITE over the source's rate")
 	ra, err := strconv.Atoi(header(res, "Retry-After"))
 	require.NoError(t, err, "503 without a numeric Retry-After: %q", header(res, "Retry-After"))
@@ -591,7 +596,7 @@ func TestInviteRateLimit(t *testing.T) {
 	}
 	d := signIn(t, proxy, userAlice, lineAlice)
 	// The direct source is still throttled, even signing in properly.
-	_, res = direct.invite(inviteOpts{user: userAlice, line: lineAlice, headers: []sip.Header{auth}})
+	_, res = direct.invite(inviteOpts{user: userAlice, line: lineAlice, headers: []sip.Header{auth()}})
 	assert.Equal(t, 503, res.StatusCode, "still over the rate")
 	assert.NotEmpty(t, header(res, "Retry-After"))
 	// Unauthenticated INVITEs are challenged, not counted nor served.
@@ -937,4 +942,64 @@ func TestCTILinkTLS(t *testing.T) {
 	st = status()
 	assert.NotEqual(t, "up", st["cti-wrong-name"].state)
 	assert.NotEqual(t, "up", st["cti-expired"].state)
+}
+
+// Password guessing stops after sip.auth.max_failures: further attempts
+// from that source for that user are refused without a look at the
+// password, while the real user signs in from another address; a captured
+// Authorization header does not open a second session, nor does a nonce
+// answered from another address.
+func TestDigestGuessingAndReplay(t *testing.T) {
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) {
+		c.SIP.TrustedHosts = []string{"10.0.0.0/8"} // every 127.x client is direct
+		c.SIP.Auth = digestUsers()
+		c.SIP.Auth.MaxFailures = 3
+		c.SIP.Auth.Lockout = 30 * time.Second
+		c.SIP.RateLimit = sipstack.RateLimitConfig{InvitesPerSecond: 1000, Burst: 1000}
+	}})
+	attacker := newTCPClientFrom(t, e.gw.SIPAddr("tcp"), "127.0.0.2")
+	uri := attacker.gwURI("cstagw")
+	try := func(c *sipClient, user, pass string) *sip.Response {
+		_, res := c.invite(inviteOpts{user: userAlice, line: lineAlice,
+			headers: []sip.Header{authorization(t, challenge(t, c), sip.INVITE, uri, user, pass)}})
+		return res
+	}
+	for i := 0; i < 3; i++ {
+		assert.Equal(t, 401, try(attacker, "alice", fmt.Sprintf("guess-%d", i)).StatusCode, "guess %d", i+1)
+	}
+	res := try(attacker, "alice", alicePass)
+	assert.Equal(t, 403, res.StatusCode, "the right password after the limit: refused without a look")
+	ra, err := strconv.Atoi(header(res, "Retry-After"))
+	require.NoError(t, err, "403 without Retry-After")
+	assert.InDelta(t, 30, ra, 2)
+	// Another user from the same source is not locked (yet).
+	_, res = attacker.invite(inviteOpts{user: userBob, line: lineBob,
+		headers: []sip.Header{authorization(t, challenge(t, attacker), sip.INVITE, uri, "bob", bobPass)}})
+	assert.Equal(t, 200, res.StatusCode, "bob from the attacker's address")
+
+	// The real alice, from her own address, signs in.
+	real := newTCPClientFrom(t, e.gw.SIPAddr("tcp"), "127.0.0.3")
+	chal := challenge(t, real)
+	good := authorization(t, chal, sip.INVITE, uri, "alice", alicePass)
+	d, res := real.invite(inviteOpts{user: userAlice, line: lineAlice, headers: []sip.Header{good}})
+	require.NotNil(t, d, "alice from her own address: %d %s", res.StatusCode, res.Reason)
+
+	// Her Authorization header, captured and replayed as it was: 401 with
+	// a fresh challenge marked stale, never 200.
+	for _, c := range []*sipClient{real, newTCPClientFrom(t, e.gw.SIPAddr("tcp"), "127.0.0.4")} {
+		d2, res := c.invite(inviteOpts{user: userAlice, line: lineAlice, headers: []sip.Header{good}})
+		assert.Nil(t, d2)
+		assert.Equal(t, 401, res.StatusCode, "replayed credentials")
+		ch, err := digest.ParseChallenge(header(res, "WWW-Authenticate"))
+		require.NoError(t, err)
+		assert.True(t, ch.Stale, "a replay is answered stale=true")
+	}
+	// A challenge taken at one address and answered from another.
+	stolen := authorization(t, challenge(t, attacker), sip.INVITE, uri, "alice", alicePass)
+	_, res = newTCPClientFrom(t, e.gw.SIPAddr("tcp"), "127.0.0.5").invite(inviteOpts{user: userAlice, line: lineAlice, headers: []sip.Header{stolen}})
+	assert.Equal(t, 401, res.StatusCode, "a nonce issued to another address")
+
+	m := metricsText(t, e)
+	assert.Contains(t, m, "cstagw_auth_failures_total 3")
+	assert.Contains(t, m, "cstagw_auth_lockouts_total 1")
 }

@@ -92,6 +92,40 @@ func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, status int, 
 	}
 }
 
+// refuseAuth answers an INVITE whose digest check did not pass. Failures
+// are counted, not logged one by one: a guessing run would write a line
+// per guess. A lockout is audited once, when it starts.
+func (s *Server) refuseAuth(tx sip.ServerTransaction, req *sip.Request, a *authenticator, r authResult) {
+	now, src := time.Now(), hostOf(req.Source())
+	switch r.verdict {
+	case authLocked:
+		s.respondQuiet(tx, req, 403, "Too many failed authentications",
+			sip.NewHeader("Retry-After", strconv.Itoa(max(1, int((r.retry+time.Second-1)/time.Second)))))
+		return
+	case authFailed:
+		s.stats.authFailures.Add(1)
+		if r.locked > 0 {
+			s.stats.authLockouts.Add(1)
+			who := "user " + r.user + " from this source"
+			if r.bySource {
+				who = "every user from this source"
+			}
+			s.log.Warn().Bool("audit", true).Str("source", src).Str("user", r.user).Dur("locked_for", r.locked).
+				Str("scope", who).Msg("digest authentication locked out after repeated failures")
+		}
+	}
+	s.respondQuiet(tx, req, 401, "", a.challenge(now, src, r.verdict == authStale))
+}
+
+// respondQuiet is reject without the info line.
+func (s *Server) respondQuiet(tx sip.ServerTransaction, req *sip.Request, status int, reason string, extra ...sip.Header) {
+	s.log.Debug().Str("method", string(req.Method)).Str("call_id", callID(req)).Str("source", req.Source()).
+		Int("status", status).Msg("SIP request refused")
+	if _, err := s.respond(tx, req, status, reason, nil, extra...); err != nil {
+		s.log.Debug().Err(err).Msg("response not sent")
+	}
+}
+
 func callID(req *sip.Request) string {
 	if c := req.CallID(); c != nil {
 		return string(*c)
@@ -222,8 +256,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	acc := s.check(req, nil)
 	if !acc.ok {
-		if s.pol().auth != nil {
-			s.reject(tx, req, 401, "digest authentication required", s.pol().auth.challenge(time.Now()))
+		if a := s.pol().auth; a != nil {
+			s.refuseAuth(tx, req, a, acc.auth)
 			return
 		}
 		s.reject(tx, req, 403, "source not trusted")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -28,6 +29,13 @@ type AuthConfig struct {
 	Users []AuthUser `yaml:"users"`
 	// NonceTTL bounds how long a challenge may be answered.
 	NonceTTL time.Duration `yaml:"nonce_ttl"`
+	// MaxFailures wrong answers from one source for one user within
+	// FailureWindow lock that pair out for Lockout, doubling with every
+	// lockout up to LockoutMax (one source, all users: five times as many).
+	MaxFailures   int           `yaml:"max_failures"`
+	FailureWindow time.Duration `yaml:"failure_window"`
+	Lockout       time.Duration `yaml:"lockout"`
+	LockoutMax    time.Duration `yaml:"lockout_max"`
 }
 
 // AuthUser is one digest account. Its identity for the directory is URI,
@@ -56,7 +64,7 @@ const (
 	DefaultInviteBurst             = 20
 	DefaultTrustedInvitesPerSecond = 5000
 	DefaultTrustedInviteBurst      = 20000
-	DefaultNonceTTL                = 5 * time.Minute
+	DefaultNonceTTL                = time.Minute
 )
 
 func (r RateLimitConfig) withDefaults() RateLimitConfig {
@@ -136,10 +144,13 @@ func (r *rateLimiter) allow(src string, trusted bool, now time.Time) bool {
 // authenticator checks digest credentials with stateless, HMAC-signed
 // nonces.
 type authenticator struct {
-	realm string
-	ttl   time.Duration
-	key   [32]byte
-	users map[string]authAccount
+	realm  string
+	ttl    time.Duration
+	key    [32]byte
+	users  map[string]authAccount
+	fails  *failBook
+	nonces *nonceBook
+	stamp  atomic.Int64 // the last nonce's time stamp: every nonce differs
 }
 
 type authAccount struct {
@@ -158,6 +169,8 @@ func newAuthenticator(cfg AuthConfig) (*authenticator, error) {
 	if a.ttl <= 0 {
 		a.ttl = DefaultNonceTTL
 	}
+	a.fails = newFailBook(cfg.MaxFailures, cfg.FailureWindow, cfg.Lockout, cfg.LockoutMax)
+	a.nonces = newNonceBook(a.ttl)
 	if _, err := rand.Read(a.key[:]); err != nil {
 		return nil, err
 	}
@@ -181,47 +194,111 @@ func newAuthenticator(cfg AuthConfig) (*authenticator, error) {
 	return a, errors.Join(errs...)
 }
 
-func (a *authenticator) nonce(now time.Time) string {
+// nonce mints a challenge nonce for a source: its issue time and an HMAC
+// of the time and the source, so it is worthless from anywhere else.
+func (a *authenticator) nonce(now time.Time, src string) string {
 	var b [8 + 16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.Unix()))
+	ts := now.UnixNano()
+	for {
+		last := a.stamp.Load()
+		if ts <= last {
+			ts = last + 1
+		}
+		if a.stamp.CompareAndSwap(last, ts) {
+			break
+		}
+	}
+	binary.BigEndian.PutUint64(b[:8], uint64(ts))
 	mac := hmac.New(sha256.New, a.key[:])
 	mac.Write(b[:8])
+	mac.Write([]byte(src))
 	copy(b[8:], mac.Sum(nil)[:16])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (a *authenticator) nonceValid(n string, now time.Time) bool {
+func (a *authenticator) nonceValid(n, src string, now time.Time) bool {
 	b, err := base64.RawURLEncoding.DecodeString(n)
 	if err != nil || len(b) != 24 {
 		return false
 	}
 	mac := hmac.New(sha256.New, a.key[:])
 	mac.Write(b[:8])
+	mac.Write([]byte(src))
 	if !hmac.Equal(b[8:], mac.Sum(nil)[:16]) {
 		return false
 	}
-	t := time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0)
+	t := time.Unix(0, int64(binary.BigEndian.Uint64(b[:8])))
 	return now.Sub(t) <= a.ttl && now.Sub(t) >= -time.Minute
 }
 
-func (a *authenticator) challenge(now time.Time) sip.Header {
-	ch := digest.Challenge{Realm: a.realm, Nonce: a.nonce(now), Algorithm: "MD5", QOP: []string{"auth"}}
+// challenge is a WWW-Authenticate for src; stale says the credentials were
+// right but their nonce was not (expired, another source's, replayed).
+func (a *authenticator) challenge(now time.Time, src string, stale bool) sip.Header {
+	ch := digest.Challenge{Realm: a.realm, Nonce: a.nonce(now, src), Algorithm: "MD5", QOP: []string{"auth"}, Stale: stale}
 	return sip.NewHeader("WWW-Authenticate", ch.String())
 }
 
-// verify returns the account URI of valid credentials on req, or "".
-func (a *authenticator) verify(req *sip.Request, now time.Time) string {
+// authVerdict is the outcome of a digest check.
+type authVerdict int
+
+const (
+	authMissing authVerdict = iota // no credentials: challenge
+	authOK
+	authFailed // wrong credentials: counted, challenge again
+	authStale  // a nonce that is not good any more: fresh challenge, stale=true
+	authLocked // too many failures: 403 with Retry-After
+)
+
+// authResult is a digest check's outcome.
+type authResult struct {
+	verdict authVerdict
+	uri     string        // authOK: the account's identity
+	user    string        // the username the client gave
+	retry   time.Duration // authLocked: how long the lockout lasts
+	// locked is set on the failure that started a lockout (for its one
+	// audit line), bySource when the whole source was locked.
+	locked   time.Duration
+	bySource bool
+}
+
+// authenticate checks req's credentials, from src (a trusted source is
+// limited per user only).
+func (a *authenticator) authenticate(req *sip.Request, src string, trusted bool, now time.Time) authResult {
 	h := req.GetHeader("Authorization")
 	if h == nil {
-		return ""
+		return authResult{}
 	}
 	cred, err := digest.ParseCredentials(h.Value())
-	if err != nil || cred.Realm != a.realm || !a.nonceValid(cred.Nonce, now) {
-		return ""
+	if err != nil {
+		return authResult{verdict: authFailed}
 	}
+	res := authResult{user: cred.Username}
+	if left := a.fails.locked(src, cred.Username, trusted, now); left > 0 {
+		res.verdict, res.retry = authLocked, left
+		return res
+	}
+	if cred.Realm != a.realm || !a.nonceValid(cred.Nonce, src, now) {
+		res.verdict = authStale
+		return res
+	}
+	if !a.passwordOK(req, cred) {
+		res.verdict = authFailed
+		res.locked, res.bySource = a.fails.fail(src, cred.Username, trusted, now)
+		return res
+	}
+	if !a.nonces.use(cred.Nonce, cred.Nc, cred.QOP != "", now) {
+		res.verdict = authStale // the same nonce count again: a replay
+		return res
+	}
+	res.verdict, res.uri = authOK, a.users[cred.Username].uri
+	return res
+}
+
+// passwordOK checks the digest response against the account's password.
+func (a *authenticator) passwordOK(req *sip.Request, cred *digest.Credentials) bool {
 	acct, ok := a.users[cred.Username]
 	if !ok {
-		return ""
+		return false
 	}
 	ch := &digest.Challenge{Realm: a.realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, Opaque: cred.Opaque}
 	if cred.QOP != "" {
@@ -231,10 +308,7 @@ func (a *authenticator) verify(req *sip.Request, now time.Time) string {
 		Method: string(req.Method), URI: cred.URI, Username: cred.Username, Password: acct.password,
 		Count: cred.Nc, Cnonce: cred.Cnonce,
 	})
-	if err != nil || subtle.ConstantTimeCompare([]byte(want.Response), []byte(cred.Response)) != 1 {
-		return ""
-	}
-	return acct.uri
+	return err == nil && subtle.ConstantTimeCompare([]byte(want.Response), []byte(cred.Response)) == 1
 }
 
 // certStore serves the TLS listener's certificate and client CA, reloading

@@ -167,12 +167,12 @@ func testAuthenticator(t *testing.T, ttl time.Duration) *authenticator {
 func TestNonceValidity(t *testing.T) {
 	a := testAuthenticator(t, time.Minute)
 	t0 := time.Unix(1_700_000_000, 0)
-	n := a.nonce(t0)
-	assert.True(t, a.nonceValid(n, t0), "fresh nonce")
-	assert.True(t, a.nonceValid(n, t0.Add(time.Minute)), "at exactly nonce_ttl")
-	assert.False(t, a.nonceValid(n, t0.Add(time.Minute+time.Second)), "past nonce_ttl")
-	assert.True(t, a.nonceValid(n, t0.Add(-30*time.Second)), "small clock skew")
-	assert.False(t, a.nonceValid(n, t0.Add(-2*time.Minute)), "a nonce from the future")
+	n := a.nonce(t0, testSrc)
+	assert.True(t, a.nonceValid(n, testSrc, t0), "fresh nonce")
+	assert.True(t, a.nonceValid(n, testSrc, t0.Add(time.Minute)), "at exactly nonce_ttl")
+	assert.False(t, a.nonceValid(n, testSrc, t0.Add(time.Minute+time.Second)), "past nonce_ttl")
+	assert.True(t, a.nonceValid(n, testSrc, t0.Add(-30*time.Second)), "small clock skew")
+	assert.False(t, a.nonceValid(n, testSrc, t0.Add(-2*time.Minute)), "a nonce from the future")
 
 	raw, err := base64.RawURLEncoding.DecodeString(n)
 	require.NoError(t, err)
@@ -182,20 +182,20 @@ func TestNonceValidity(t *testing.T) {
 	// breaks it.
 	moved := append([]byte(nil), raw...)
 	moved[7]++
-	assert.False(t, a.nonceValid(enc(moved), t0), "timestamp tampered")
+	assert.False(t, a.nonceValid(enc(moved), testSrc, t0), "timestamp tampered")
 	for i := 8; i < 24; i++ {
 		bad := append([]byte(nil), raw...)
 		bad[i] ^= 0x01
-		assert.False(t, a.nonceValid(enc(bad), t0), "MAC byte %d tampered", i)
+		assert.False(t, a.nonceValid(enc(bad), testSrc, t0), "MAC byte %d tampered", i)
 	}
-	assert.False(t, a.nonceValid(enc(raw[:23]), t0), "short")
-	assert.False(t, a.nonceValid(enc(append(raw, 0)), t0), "long")
-	assert.False(t, a.nonceValid("", t0))
-	assert.False(t, a.nonceValid("not base64 !!", t0))
+	assert.False(t, a.nonceValid(enc(raw[:23]), testSrc, t0), "short")
+	assert.False(t, a.nonceValid(enc(append(raw, 0)), testSrc, t0), "long")
+	assert.False(t, a.nonceValid("", testSrc, t0))
+	assert.False(t, a.nonceValid("not base64 !!", testSrc, t0))
 	// Another gateway (another key) cannot mint our nonces.
 	other := testAuthenticator(t, time.Minute)
-	assert.False(t, a.nonceValid(other.nonce(t0), t0), "nonce of another key")
-	assert.True(t, other.nonceValid(other.nonce(t0), t0))
+	assert.False(t, a.nonceValid(other.nonce(t0, testSrc), testSrc, t0), "nonce of another key")
+	assert.True(t, other.nonceValid(other.nonce(t0, testSrc), testSrc, t0))
 }
 
 // clientAuthorize answers a WWW-Authenticate challenge as a SIP client
@@ -235,29 +235,34 @@ func wireRequest(t *testing.T, method, from string, headers ...string) *sip.Requ
 func TestDigestChallengeResponseRoundTrip(t *testing.T) {
 	a := testAuthenticator(t, time.Minute)
 	now := time.Now()
-	h := a.challenge(now)
+	h := a.challenge(now, testSrc, false)
 	require.Equal(t, "WWW-Authenticate", h.Name())
 	ch, err := digest.ParseChallenge(h.Value())
 	require.NoError(t, err)
 	assert.Equal(t, "test-realm", ch.Realm)
 	assert.True(t, ch.SupportsQOP("auth"))
 	assert.Equal(t, "MD5", ch.Algorithm)
-	assert.True(t, a.nonceValid(ch.Nonce, now))
+	assert.True(t, a.nonceValid(ch.Nonce, testSrc, now))
 
 	const uri = "sip:cstagw@127.0.0.1:5060"
 	auth := clientAuthorize(t, h.Value(), "INVITE", uri, "alice", "alice-secret")
 	// Through the parser, as it comes off the wire.
 	req := wireRequest(t, "INVITE", "sip:bob@example.com", "Authorization: "+auth)
 	assert.Equal(t, "sip:alice@example.com", a.verify(req, now), "the identity is the account's uri, not From")
-	assert.Equal(t, "sip:alice@example.com", a.verify(req, now.Add(59*time.Second)), "within nonce_ttl")
+	assert.Empty(t, a.verify(req, now.Add(59*time.Second)), "the same nonce count again is a replay")
 
 	// A client without qop (RFC 2069 style) and with SHA-256 also works.
-	ch2, err := digest.ParseChallenge(a.challenge(now).Value())
+	ch2, err := digest.ParseChallenge(a.challenge(now, testSrc, false).Value())
 	require.NoError(t, err)
 	ch2.QOP = nil
 	c2, err := digest.Digest(ch2, digest.Options{Method: "INVITE", URI: uri, Username: "bob", Password: "bob-secret"})
 	require.NoError(t, err)
 	assert.Equal(t, "sip:bob@example.com", a.verify(wireRequest(t, "INVITE", "sip:x@example.com", "Authorization: "+c2.String()), now))
+	assert.Empty(t, a.verify(wireRequest(t, "INVITE", "sip:x@example.com", "Authorization: "+c2.String()), now),
+		"without qop a nonce answers once")
+	ch2, err = digest.ParseChallenge(a.challenge(now, testSrc, false).Value())
+	require.NoError(t, err)
+	ch2.QOP = nil
 	ch2.Algorithm = "SHA-256"
 	c3, err := digest.Digest(ch2, digest.Options{Method: "INVITE", URI: uri, Username: "bob", Password: "bob-secret"})
 	require.NoError(t, err)
@@ -268,7 +273,7 @@ func TestDigestRefusals(t *testing.T) {
 	a := testAuthenticator(t, time.Minute)
 	now := time.Now()
 	const uri = "sip:cstagw@127.0.0.1:5060"
-	chal := a.challenge(now).Value()
+	chal := a.challenge(now, testSrc, false).Value()
 	verify := func(method string, hdr string, at time.Time) string {
 		var hs []string
 		if hdr != "" {
@@ -289,16 +294,16 @@ func TestDigestRefusals(t *testing.T) {
 
 	// A nonce the client made up (an old timestamp it wants to keep alive,
 	// or another key), answered with the right password.
-	forged := a.nonce(now)
+	forged := a.nonce(now, testSrc)
 	raw, _ := base64.RawURLEncoding.DecodeString(forged)
 	raw[9] ^= 0xff
 	fch := &digest.Challenge{Realm: "test-realm", Nonce: base64.RawURLEncoding.EncodeToString(raw), Algorithm: "MD5", QOP: []string{"auth"}}
 	assert.Empty(t, verify("INVITE", clientAuthorize(t, fch.String(), "INVITE", uri, "alice", "alice-secret"), now), "forged nonce")
 	other := testAuthenticator(t, time.Minute)
-	assert.Empty(t, verify("INVITE", clientAuthorize(t, other.challenge(now).Value(), "INVITE", uri, "alice", "alice-secret"), now),
+	assert.Empty(t, verify("INVITE", clientAuthorize(t, other.challenge(now, testSrc, false).Value(), "INVITE", uri, "alice", "alice-secret"), now),
 		"nonce of another gateway")
 	// Another realm.
-	rch := &digest.Challenge{Realm: "other-realm", Nonce: a.nonce(now), Algorithm: "MD5", QOP: []string{"auth"}}
+	rch := &digest.Challenge{Realm: "other-realm", Nonce: a.nonce(now, testSrc), Algorithm: "MD5", QOP: []string{"auth"}}
 	assert.Empty(t, verify("INVITE", clientAuthorize(t, rch.String(), "INVITE", uri, "alice", "alice-secret"), now), "another realm")
 	// The response field tampered.
 	cred, err := digest.ParseCredentials(good)
@@ -323,7 +328,7 @@ func TestAuthenticatorConfig(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "cstagw", a.realm, "default realm")
 	assert.Equal(t, DefaultNonceTTL, a.ttl)
-	ch := a.challenge(time.Now()).Value()
+	ch := a.challenge(time.Now(), testSrc, false).Value()
 	auth := clientAuthorize(t, ch, "INVITE", "sip:gw", "carol", "from-file")
 	assert.Equal(t, "sip:carol@example.com", a.verify(wireRequest(t, "INVITE", "sip:x@y", "Authorization: "+auth), time.Now()),
 		"password_file, trailing newline trimmed")
@@ -346,7 +351,7 @@ func TestCheckAccess(t *testing.T) {
 	require.NoError(t, err)
 	now := time.Now()
 	authFor := func(method, user, pw string) string {
-		return "Authorization: " + clientAuthorize(t, a.challenge(now).Value(), method, "sip:cstagw@127.0.0.1:5060", user, pw)
+		return "Authorization: " + clientAuthorize(t, a.challenge(now, testSrc, false).Value(), method, "sip:cstagw@127.0.0.1:5060", user, pw)
 	}
 	from := func(req *sip.Request, src, transport string) *sip.Request {
 		req.SetSource(src)
@@ -411,7 +416,7 @@ func TestCheckDigestCannotEnterProxyDialog(t *testing.T) {
 	trusted, _ := ParseTrusted([]string{"10.0.0.0/8"})
 	s := testServer(trusted, a, nil)
 	d := &Dialog{source: "10.1.2.3:5060"} // opened by the trusted proxy for alice
-	auth := clientAuthorize(t, a.challenge(time.Now()).Value(), "INFO", "sip:cstagw@127.0.0.1:5060", "bob", "bob-secret")
+	auth := clientAuthorize(t, a.challenge(time.Now(), testSrc, false).Value(), "INFO", "sip:cstagw@127.0.0.1:5060", "bob", "bob-secret")
 	req := wireRequest(t, "INFO", "sip:alice@example.com", "Authorization: "+auth)
 	req.SetSource("192.0.2.7:5060")
 	acc := s.check(req, d)
@@ -732,4 +737,16 @@ func testServer(trusted []netip.Prefix, auth *authenticator, certs *certStore) *
 	s := &Server{certs: certs}
 	s.policy.Store(&policy{trusted: trusted, auth: auth})
 	return s
+}
+
+// testSrc is where wireRequest's requests come from.
+const testSrc = "192.0.2.7"
+
+// verify is authenticate as a yes/no: the account's identity, or "".
+func (a *authenticator) verify(req *sip.Request, now time.Time) string {
+	r := a.authenticate(req, hostOf(req.Source()), false, now)
+	if r.verdict != authOK {
+		return ""
+	}
+	return r.uri
 }

@@ -46,20 +46,24 @@ type Server struct {
 }
 
 type counters struct {
-	infoSent, infoFailed atomic.Uint64
-	dialogs              atomic.Int64
+	infoSent, infoFailed       atomic.Uint64
+	authFailures, authLockouts atomic.Uint64
+	dialogs                    atomic.Int64
 }
 
 // Stats are SIP-side counters for metrics.
 type Stats struct {
-	Dialogs    int64
-	InfoSent   uint64
-	InfoFailed uint64
+	Dialogs      int64
+	InfoSent     uint64
+	InfoFailed   uint64
+	AuthFailures uint64 // wrong digest credentials
+	AuthLockouts uint64 // (source, user) pairs or sources locked out
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
-	return Stats{Dialogs: s.stats.dialogs.Load(), InfoSent: s.stats.infoSent.Load(), InfoFailed: s.stats.infoFailed.Load()}
+	return Stats{Dialogs: s.stats.dialogs.Load(), InfoSent: s.stats.infoSent.Load(), InfoFailed: s.stats.infoFailed.Load(),
+		AuthFailures: s.stats.authFailures.Load(), AuthLockouts: s.stats.authLockouts.Load()}
 }
 
 // udpReadBuffer is the socket buffer asked for on UDP listeners (the kernel
@@ -292,6 +296,7 @@ type access struct {
 	trusted  bool   // a trusted proxy or mutually authenticated TLS peer
 	identity string // the user the request speaks for
 	digest   bool   // authenticated by digest (identity from the account)
+	auth     authResult
 }
 
 // ipTrusted reports whether the source address is in trusted_hosts.
@@ -330,10 +335,11 @@ func (s *Server) check(req *sip.Request, d *Dialog) access {
 	// In a dialog made through a trusted proxy, digest credentials of some
 	// account do not let anyone else in: only an initial request is verified.
 	if d == nil && s.pol().auth != nil {
-		if uri := s.pol().auth.verify(req, time.Now()); uri != "" {
-			return access{ok: true, identity: uri, digest: true}
+		r := s.pol().auth.authenticate(req, hostOf(req.Source()), false, time.Now())
+		if r.verdict == authOK {
+			return access{ok: true, identity: r.uri, digest: true}
 		}
-		return access{}
+		return access{auth: r}
 	}
 	if len(s.pol().trusted) == 0 && !s.certs.mutualTLS() && s.pol().auth == nil {
 		return access{ok: true, identity: fromIdentity(req)}
