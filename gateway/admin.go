@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/sipstack"
 )
 
 // LinkStatus is one link in /status.
@@ -153,6 +154,11 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	writeGauge(w, "cstagw_sip_dialogs", "SIP dialogs established.", float64(ss.Dialogs))
 	writeCounter(w, "cstagw_sip_info_sent_total", "In-dialog INFO requests sent.", ss.InfoSent)
 	writeCounter(w, "cstagw_sip_info_failed_total", "In-dialog INFO requests that could not be sent.", ss.InfoFailed)
+	fmt.Fprintf(w, "# HELP cstagw_sip_parse_errors_total SIP messages that could not be parsed, by transport.\n# TYPE cstagw_sip_parse_errors_total counter\n")
+	pe := sipstack.ParseErrors()
+	for _, tr := range []string{"udp", "tcp", "tls", "other"} {
+		fmt.Fprintf(w, "cstagw_sip_parse_errors_total{transport=%q} %d\n", tr, pe[tr])
+	}
 	writeCounter(w, "cstagw_auth_failures_total", "Digest authentications that failed (wrong credentials).", ss.AuthFailures)
 	writeCounter(w, "cstagw_auth_lockouts_total", "Lockouts of a (source, user) pair or a source after repeated digest failures.", ss.AuthLockouts)
 	m.linkChanges.write(w)

@@ -1003,3 +1003,32 @@ func TestDigestGuessingAndReplay(t *testing.T) {
 	assert.Contains(t, m, "cstagw_auth_failures_total 3")
 	assert.Contains(t, m, "cstagw_auth_lockouts_total 1")
 }
+
+// Unparseable datagrams from anyone are counted; the legitimate client
+// keeps working through the flood.
+func TestJunkDatagramsCounted(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	d := signIn(t, e.udp(), userAlice, lineAlice)
+	count := func() float64 {
+		for _, l := range strings.Split(metricsText(t, e), "\n") {
+			if strings.HasPrefix(l, `cstagw_sip_parse_errors_total{transport="udp"} `) {
+				v, err := strconv.ParseFloat(strings.Fields(l)[1], 64)
+				require.NoError(t, err)
+				return v
+			}
+		}
+		t.Fatal("no cstagw_sip_parse_errors_total for udp")
+		return 0
+	}
+	before := count()
+	conn, err := net.Dial("udp", e.gw.SIPAddr("udp"))
+	require.NoError(t, err)
+	defer conn.Close()
+	junk := []byte(strings.Repeat("garbage that is not SIP ", 300))
+	for i := 0; i < 300; i++ {
+		_, err := conn.Write(junk)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return count()-before >= 250 }, waitLong, pollInterval, "junk not counted")
+	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind)
+}

@@ -100,7 +100,7 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 	s.policy.Store(pol)
 	sipgoLogOnce.Do(func() {
 		zl := log.With().Str("component", "sipgo").Logger()
-		sip.SetDefaultLogger(slog.New(zerolog.NewSlogHandler(zl)))
+		sip.SetDefaultLogger(slog.New(newFloodHandler(zerolog.NewSlogHandler(zl))))
 		// sipgo refuses UDP writes above UDPMTUSize−200 (see
 		// DefaultUDPMaxMessage). It is a process-wide variable read on
 		// every UDP write, so it is set once, by the first server.
