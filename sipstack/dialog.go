@@ -276,6 +276,26 @@ func (d *Dialog) retransmit2xx(tx sip.ServerTransaction, res *sip.Response, ack 
 	}
 }
 
+// awaitAck ends a dialog whose 2xx was sent over a reliable transport and
+// never acknowledged within 64·T1.
+func (d *Dialog) awaitAck(ack chan struct{}) {
+	t := time.NewTimer(64 * sip.T1)
+	defer t.Stop()
+	select {
+	case <-ack:
+	case <-t.C:
+		d.s.log.Warn().Str("call_id", d.callID).Str("transport", d.transport).Msg("no ACK for our 200 OK: ending the dialog")
+		d.Bye(EndNoAck)
+	}
+}
+
+// Confirmed reports whether the client acknowledged the dialog's 2xx.
+func (d *Dialog) Confirmed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.established && d.ackWait == nil
+}
+
 // acked stops the 2xx retransmission.
 func (d *Dialog) acked() {
 	d.mu.Lock()

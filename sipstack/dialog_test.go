@@ -126,3 +126,44 @@ func TestReinviteGlare491(t *testing.T) {
 	require.Len(t, first.finals(), 1)
 	assert.Equal(t, 200, first.finals()[0].StatusCode)
 }
+
+// Over TCP the 2xx is not retransmitted, but a dialog never acknowledged
+// ends all the same after 64·T1 (RFC 3261 §13.3.1.4 applies on every
+// transport); an acknowledged one lives on.
+func TestUnacknowledged2xxOverTCPEnded(t *testing.T) {
+	h := &endRecorder{}
+	s := recorderServer(t, h)
+	tx := newFakeTx()
+	s.dispatch(parseSeed(t, fuzzSeeds[0], "TCP"), tx)
+	require.Eventually(t, func() bool { return len(h.ended()) > 0 }, 2*time.Second, time.Millisecond)
+	assert.Equal(t, []EndReason{EndNoAck}, h.ended())
+	assert.Len(t, tx.finals(), 1, "no retransmission over TCP")
+
+	h2 := &endRecorder{}
+	s2 := recorderServer(t, h2)
+	tx2 := newFakeTx()
+	inv := parseSeed(t, fuzzSeeds[0], "TCP")
+	s2.dispatch(inv, tx2)
+	require.Len(t, tx2.finals(), 1)
+	d := s2.lookupResponse(tx2.finals()[0])
+	require.NotNil(t, d)
+	assert.False(t, d.Confirmed())
+	d.acked()
+	assert.True(t, d.Confirmed())
+	time.Sleep(64*sip.T1 + 100*time.Millisecond) // the whole ACK timer, to see nothing happen
+	assert.Empty(t, h2.ended())
+}
+
+// lookupResponse finds the dialog a 2xx established (by its local tag).
+func (s *Server) lookupResponse(res *sip.Response) *Dialog {
+	local, _ := res.To().Params.Get("tag")
+	var found *Dialog
+	s.dialogs.Range(func(_, v any) bool {
+		if d := v.(*Dialog); d.localTag == local {
+			found = d
+			return false
+		}
+		return true
+	})
+	return found
+}

@@ -402,11 +402,12 @@ func splitHeaderList(v string) []string {
 func (s *Server) establish(d *Dialog, tx sip.ServerTransaction, req *sip.Request, rep Reply) {
 	d.mu.Lock()
 	d.established = true
-	var ack chan struct{}
-	if d.transport == "udp" {
-		ack = make(chan struct{})
-		d.ackWait = ack
-	}
+	// Every transport waits for the ACK (RFC 3261 §13.3.1.4): over UDP
+	// the 2xx is retransmitted meanwhile; over TCP and TLS it is not, but
+	// a dialog never acknowledged within 64·T1 ends all the same, or
+	// never-ACKed INVITEs would hold a user's session slots for ever.
+	ack := make(chan struct{})
+	d.ackWait = ack
 	d.mu.Unlock()
 	s.dialogs.Store(d.key, d)
 	s.stats.dialogs.Add(1)
@@ -419,8 +420,10 @@ func (s *Server) establish(d *Dialog, tx sip.ServerTransaction, req *sip.Request
 		return
 	}
 	d.armTimer()
-	if ack != nil {
+	if d.transport == "udp" {
 		go d.retransmit2xx(tx, res, ack)
+	} else {
+		go d.awaitAck(ack)
 	}
 }
 
