@@ -210,13 +210,13 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	if lines == nil {
 		g.metrics.refusals.With("user").Inc()
 		log.Warn().Msg("INVITE from a user not in the directory: 403")
-		return sipstack.Reply{Status: 403, Reason: "Unknown user"}
+		return sipstack.Reply{Status: 403, Reason: "Forbidden"} // the same answer as for a line: users are not told apart
 	}
 	line, err := findLine(lines, lineText)
 	if err != nil {
 		g.metrics.refusals.With("line").Inc()
 		log.Warn().Str("line", trunc(lineText)).Err(err).Msg("INVITE for a line the user may not control: 403")
-		return sipstack.Reply{Status: 403, Reason: "Line not permitted"}
+		return sipstack.Reply{Status: 403, Reason: "Forbidden"}
 	}
 	if g.draining.Load() {
 		return sipstack.Reply{Status: 503, RetryAfter: g.conf().SIP.RetryAfter}

@@ -214,3 +214,16 @@ func TestCallOnUnmonitoredOwnAppearance(t *testing.T) {
 	d.ok(clearConnection(id, lineFrankA))
 	require.Eventually(t, func() bool { return connState(e.sim, id, devFrankA) == "" }, waitLong, pollInterval)
 }
+
+// An unknown user and a line the user may not control get the same answer:
+// the answers must not tell an attacker which users exist.
+func TestRefusalsDoNotTellUsersApart(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.tcp()
+	_, unknown := c.invite(inviteOpts{user: userMallory, line: lineAlice})
+	_, notHers := c.invite(inviteOpts{user: userBob, line: lineAlice})
+	require.Equal(t, 403, unknown.StatusCode)
+	assert.Equal(t, unknown.StatusCode, notHers.StatusCode)
+	assert.Equal(t, unknown.Reason, notHers.Reason)
+	assert.Equal(t, string(unknown.Body()), string(notHers.Body()))
+}
