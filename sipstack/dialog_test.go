@@ -167,3 +167,19 @@ func (s *Server) lookupResponse(res *sip.Response) *Dialog {
 	})
 	return found
 }
+
+// OPTIONS without Call-ID, From or To is malformed: 400, not a 200
+// without them.
+func TestOptionsWithoutDialogHeadersIs400(t *testing.T) {
+	s := recorderServer(t, &endRecorder{})
+	for _, drop := range []string{"Call-ID: c2\r\n", "From: <sip:a@b>;tag=1\r\n", "To: <sip:gw@c>\r\n"} {
+		tx := newFakeTx()
+		s.dispatch(parseSeed(t, strings.Replace(fuzzSeeds[3], drop, "", 1), "TCP"), tx)
+		require.Len(t, tx.finals(), 1, "without %q", drop)
+		assert.Equal(t, 400, tx.finals()[0].StatusCode, "without %q", drop)
+	}
+	tx := newFakeTx()
+	s.dispatch(parseSeed(t, fuzzSeeds[3], "TCP"), tx)
+	require.Len(t, tx.finals(), 1)
+	assert.NotEqual(t, 400, tx.finals()[0].StatusCode, "a whole OPTIONS")
+}

@@ -576,6 +576,10 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if req.CallID() == nil || req.From() == nil || req.To() == nil {
+		s.reject(tx, req, 400, "OPTIONS without Call-ID, From or To")
+		return
+	}
 	if s.pol().auth == nil && !s.check(req, nil).ok {
 		s.reject(tx, req, 403, "source not in trusted_hosts")
 		return
