@@ -120,6 +120,7 @@ func newClientOn(t testing.TB, network, gwAddr, host string) *sipClient {
 	ua.TransportLayer().OnMessage(c.onWire)
 	srv.OnInfo(c.onInfo)
 	srv.OnBye(c.onBye)
+	srv.OnUpdate(c.onUpdate)
 	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		if req.IsAck() || !c.enter() {
 			return
@@ -182,7 +183,7 @@ func (c *sipClient) dialog(callID string) *dialog {
 func (c *sipClient) onWire(m sip.Message) {
 	switch m := m.(type) {
 	case *sip.Request:
-		if m.Method != sip.INFO && m.Method != sip.BYE {
+		if m.Method != sip.INFO && m.Method != sip.BYE && m.Method != sip.UPDATE {
 			return
 		}
 		key := ""
@@ -266,6 +267,28 @@ func (c *sipClient) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if d.silent.Load() {
 		return // sipe never answers an INFO it receives
+	}
+	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+}
+
+// onUpdate answers the gateway's session refresh, unless the dialog is
+// silent (a client that is gone).
+func (c *sipClient) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	if !c.enter() {
+		return
+	}
+	defer c.handlers.Done()
+	cid := ""
+	if h := req.CallID(); h != nil {
+		cid = string(*h)
+	}
+	d := c.dialog(cid)
+	if d == nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	if d.silent.Load() {
+		return
 	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 }

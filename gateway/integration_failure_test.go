@@ -361,3 +361,37 @@ func TestByeWhilePbxRequestPending(t *testing.T) {
 	require.Eventually(t, func() bool { return e.gw.Sessions() == 0 }, waitLong, pollInterval)
 	e.sim.ClearFaults(0)
 }
+
+// A client that does not say Supported: timer is not required to refresh
+// (RFC 4028 §9): refresher=uas, no Require: timer, and the gateway
+// refreshes with UPDATE; a client that stops answering is ended.
+func TestSessionTimerWithoutClientSupport(t *testing.T) {
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) {
+		c.SIP.SessionExpires = 2 * time.Second
+		c.SIP.MinSE = time.Second
+	}})
+	c := e.tcp()
+	d, res := c.invite(inviteOpts{user: userAlice, line: lineAlice, noSupported: true})
+	require.NotNil(t, d, "INVITE answered %d", res.StatusCode)
+	assert.Equal(t, "2;refresher=uas", header(res, "Session-Expires"))
+	assert.NotContains(t, header(res, "Require"), "timer")
+	updates := func(d *dialog) int {
+		n := 0
+		for _, en := range d.entries() {
+			if en.req != nil && en.req.Method == sip.UPDATE {
+				n++
+			}
+		}
+		return n
+	}
+	require.True(t, d.waitFor(func() bool { return updates(d) >= 3 }), "the gateway did not refresh")
+	assert.False(t, d.byeReceived(), "an answered refresh keeps the session")
+	assert.Equal(t, 1, e.gw.Sessions())
+
+	gone, res := c.invite(inviteOpts{user: userBob, line: lineBob, noSupported: true})
+	require.NotNil(t, gone, "INVITE answered %d", res.StatusCode)
+	gone.silent.Store(true)
+	require.Eventually(t, func() bool { return e.gw.Sessions() == 1 }, waitLong, pollInterval, "an unanswered refresh must end the session")
+	assert.True(t, gone.byeReceived() || e.gw.Sessions() == 1)
+	assert.False(t, d.byeReceived())
+}

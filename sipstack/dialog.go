@@ -47,6 +47,7 @@ type Dialog struct {
 	inviteBusy   bool
 	ackWait      chan struct{} // closed by the ACK of the pending 2xx
 	expires      time.Duration
+	uasRefresh   bool // the client has no session timer: we refresh (RFC 4028 §9)
 	timer        *time.Timer
 	owner        any
 }
@@ -111,14 +112,69 @@ func (d *Dialog) armTimer() {
 		lead = 32 * time.Second
 	}
 	wait := se - lead
+	if d.uasRefresh {
+		wait = se / 2 // the refresher refreshes at half the interval
+	}
 	if d.timer == nil {
-		d.timer = time.AfterFunc(wait, func() {
-			d.s.log.Info().Str("call_id", d.callID).Dur("session_expires", d.SessionExpires()).Msg("session not refreshed in time: ending it")
-			d.Bye(EndExpired)
-		})
+		d.timer = time.AfterFunc(wait, d.expired)
 		return
 	}
 	d.timer.Reset(wait)
+}
+
+// expired runs when the session interval is (nearly) over: the client
+// did not refresh, or, when we are the refresher, it is our turn.
+func (d *Dialog) expired() {
+	d.mu.Lock()
+	uas := d.uasRefresh
+	d.mu.Unlock()
+	if uas {
+		go d.refresh()
+		return
+	}
+	d.s.log.Info().Str("call_id", d.callID).Dur("session_expires", d.SessionExpires()).Msg("session not refreshed in time: ending it")
+	d.Bye(EndExpired)
+}
+
+// refresh sends our UPDATE refresh. A 2xx starts a new interval; a client
+// that does not do UPDATE (405, 501) keeps its session (it cannot be
+// refreshed, and requests still flow); no answer, or 481/408, means the
+// client is gone: the session ends.
+func (d *Dialog) refresh() {
+	req := d.newRequest(sip.UPDATE, nil)
+	req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(d.SessionExpires()/time.Second))+";refresher=uas"))
+	// The answer must come before the interval is over (half of it is
+	// left): at most a quarter of it, and never past the transaction's
+	// own 64·T1.
+	ctx, cancel := context.WithTimeout(context.Background(), min(64*sip.T1, d.SessionExpires()/4))
+	defer cancel()
+	status := 0
+	tx, err := d.s.client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
+	if err == nil {
+		defer tx.Terminate()
+	wait:
+		for {
+			select {
+			case res := <-tx.Responses():
+				if !res.IsProvisional() {
+					status = res.StatusCode
+					break wait
+				}
+			case <-tx.Done():
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
+		}
+	}
+	switch {
+	case status >= 200 && status < 300, status == 405, status == 501:
+		d.armTimer()
+	default:
+		d.s.log.Info().Str("call_id", d.callID).Int("status", status).AnErr("error", err).Msg("our session refresh was not answered: ending the session")
+		d.Bye(EndExpired)
+	}
 }
 
 // end marks the dialog over (once) and tells the handler; it reports

@@ -241,12 +241,34 @@ func (s *Server) timerChecks(tx sip.ServerTransaction, req *sip.Request) (time.D
 	return se, true
 }
 
-func timerHeaders(se time.Duration) []sip.Header {
+// timerHeaders are the session-timer headers of our 2xx. A client that
+// said Supported: timer refreshes (refresher=uac, Require: timer); one that
+// did not cannot be required to (RFC 4028 §9): the gateway is the refresher
+// then (refresher=uas) and refreshes with UPDATE itself.
+func timerHeaders(se time.Duration, uas bool) []sip.Header {
+	if uas {
+		return []sip.Header{
+			sip.NewHeader("Supported", "timer"),
+			sip.NewHeader("Session-Expires", strconv.Itoa(int(se/time.Second))+";refresher=uas"),
+		}
+	}
 	return []sip.Header{
 		sip.NewHeader("Supported", "timer"),
 		sip.NewHeader("Require", "timer"),
 		sip.NewHeader("Session-Expires", strconv.Itoa(int(se/time.Second))+";refresher=uac"),
 	}
+}
+
+// supportsTimer reports whether a request says Supported: timer.
+func supportsTimer(req *sip.Request) bool {
+	for _, h := range append(req.GetHeaders("Supported"), req.GetHeaders("k")...) {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "timer") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
@@ -329,6 +351,7 @@ func (s *Server) newDialog(req *sip.Request, se time.Duration) *Dialog {
 		localURI:   *req.To().Address.Clone(),
 		remoteFrom: sip.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()},
 		expires:    se,
+		uasRefresh: !supportsTimer(req),
 	}
 	d.key = dialogKey(d.callID, d.localTag, d.remoteTag)
 	d.remoteTarget = *req.Contact().Address.Clone()
@@ -428,7 +451,10 @@ func (s *Server) establish(d *Dialog, tx sip.ServerTransaction, req *sip.Request
 }
 
 func (s *Server) build2xx(d *Dialog, req *sip.Request, body []byte) *sip.Response {
-	extra := append([]sip.Header{d.contact.Clone()}, timerHeaders(d.SessionExpires())...)
+	d.mu.Lock()
+	uas := d.uasRefresh
+	d.mu.Unlock()
+	extra := append([]sip.Header{d.contact.Clone()}, timerHeaders(d.SessionExpires(), uas)...)
 	res := s.response(req, 200, "", body, extra...)
 	if to := res.To(); to != nil {
 		to.Params.Add("tag", d.localTag)
@@ -552,6 +578,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	// A successful refresh: new interval, new remote target.
 	d.mu.Lock()
 	d.expires = se
+	d.uasRefresh = !supportsTimer(req)
 	if c := req.Contact(); c != nil {
 		d.remoteTarget = *c.Address.Clone()
 	}
