@@ -11,19 +11,21 @@ import (
 
 // PhaseConfig are the knobs of the cost, latency and recovery phases.
 type PhaseConfig struct {
-	CostSessions int           `json:"cost_sessions"`
-	CostRate     float64       `json:"cost_rate_per_s"`
-	CallRate     float64       `json:"call_rate_per_s"`
-	CostWindow   time.Duration `json:"cost_window_ns"`
-	LatStep      time.Duration `json:"latency_step_ns"`
-	LatWindow    time.Duration `json:"latency_window_ns"`
-	RecSessions  int           `json:"recovery_sessions"`
-	Heartbeat    time.Duration `json:"heartbeat_interval_ns"`
-	Refuse       time.Duration `json:"refuse_ns"`
-	Budget       int           `json:"admission_budget"`
-	BenchCount   int           `json:"bench_count"`
-	BenchTime    string        `json:"bench_time"`
-	Kamailio     bool          `json:"kamailio"`
+	CostSessions  int           `json:"cost_sessions"`
+	CostRate      float64       `json:"cost_rate_per_s"`
+	CallRate      float64       `json:"call_rate_per_s"`
+	CostWindow    time.Duration `json:"cost_window_ns"`
+	LatStep       time.Duration `json:"latency_step_ns"`
+	LatWindow     time.Duration `json:"latency_window_ns"`
+	RecSessions   int           `json:"recovery_sessions"`
+	Heartbeat     time.Duration `json:"heartbeat_interval_ns"`
+	Refuse        time.Duration `json:"refuse_ns"`
+	Budget        int           `json:"admission_budget"`
+	BenchCount    int           `json:"bench_count"`
+	BenchTime     string        `json:"bench_time"`
+	Kamailio      bool          `json:"kamailio"`
+	ContSessions  int           `json:"continuity_sessions"`
+	FailoverAfter time.Duration `json:"failover_after"`
 }
 
 // Row is one line of the table.
@@ -53,6 +55,7 @@ type Report struct {
 	Cost        *CostResult    `json:"cost,omitempty"`
 	Latency     *LatResult     `json:"latency,omitempty"`
 	Recovery    *RecResult     `json:"recovery,omitempty"`
+	Continuity  *ContResult    `json:"continuity,omitempty"`
 	GoBench     *GoBenchResult `json:"gobench,omitempty"`
 	Profiles    []string       `json:"profiles,omitempty"`
 }

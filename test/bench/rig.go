@@ -38,6 +38,7 @@ type RigOptions struct {
 	LogLevel       string
 	Pprof          bool
 	FastReconnect  bool
+	ExtraCTI       string // more lines of the cti: section, indented two spaces
 }
 
 // Rig is a running ctisim + cstagw pair.
@@ -245,6 +246,7 @@ func writeGatewayConfig(path string, r *Rig, o RigOptions) error {
 	if o.FastReconnect {
 		fmt.Fprintf(w, "  reconnect:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n    max_retries: 10000\n    hold_off: 1s\n")
 	}
+	fmt.Fprint(w, o.ExtraCTI)
 	fmt.Fprintf(w, "  links:\n")
 	for i, a := range r.SimNodes {
 		fmt.Fprintf(w, "    - {name: cti-%c, address: \"%s\", app_session: true}\n", 'a'+i, a)

@@ -1,0 +1,304 @@
+package main
+
+// Phase 5: continuity. Sessions keep their dialogs when their CTI node
+// fails (cti.failover_after) or reconnects (cti.after_reconnect: resume).
+//
+//   - failover: 3 ctisim nodes, 3 links, fallback off. Nodes 1 and 2 refuse
+//     connections while every session signs in, so all N land on link 0;
+//     then they return, and node 0 is killed for good (refuse + drop). The
+//     sessions must move to links 1 and 2 and answer on their original
+//     dialogs.
+//   - resume: 1 node, 1 link, after_reconnect: resume. Node 0 drops its
+//     connections once and accepts again at once; the sessions must follow
+//     the link to its new generation without a 481.
+//
+// A prober sends GetDoNotDisturb to every session round robin (one
+// outstanding per session; a 481 is a failure, nobody re-INVITEs).
+// Measured: from the fault until every session has answered a request sent
+// after its link was seen down (failover) or back up (resume) with a
+// GetDoNotDisturbResponse; the admission high-water at the surviving nodes
+// against cti.admission_budget; the per-link session counts at the end.
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ContRun is one continuity scenario.
+type ContRun struct {
+	Mode            string         `json:"mode"`
+	Sessions        int            `json:"sessions"`
+	SignIn          SignInStats    `json:"sign_in"`
+	FailoverAfterMs float64        `json:"failover_after_ms,omitempty"`
+	Budget          int            `json:"admission_budget"`
+	AllAnsweredMs   float64        `json:"all_answered_after_fault_ms"`
+	P50Ms           float64        `json:"p50_answered_after_fault_ms"`
+	Answered        int            `json:"sessions_answered"`
+	N481            int            `json:"answers_481"`
+	Refused         int            `json:"refusals"`
+	Timeouts        int            `json:"probe_timeouts"`
+	OtherErrors     int            `json:"other_errors"`
+	SysStatus       uint64         `json:"system_status_infos"`
+	LinkSessions    map[string]int `json:"link_sessions_end"`
+	HighWater       map[string]int `json:"admission_high_water"`
+	Problems        []string       `json:"problems,omitempty"`
+}
+
+// ContResult is phase 5.
+type ContResult struct {
+	Runs []ContRun `json:"runs"`
+}
+
+func (e *Env) continuity(cfg PhaseConfig) (*ContResult, error) {
+	res := &ContResult{}
+	for _, mode := range []string{"failover", "resume"} {
+		r, err := e.continuityRun(cfg, mode)
+		if err != nil {
+			return res, err
+		}
+		res.Runs = append(res.Runs, *r)
+	}
+	return res, nil
+}
+
+func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
+	n := cfg.ContSessions
+	links := 3
+	extra := fmt.Sprintf("  failover_after: %s\n  fallback:\n    enabled: false\n", cfg.FailoverAfter)
+	if mode == "resume" {
+		links = 1
+		extra = "  failover_after: \"off\"\n  after_reconnect: resume\n"
+	}
+	e.logf("continuity/%s: starting ctisim and cstagw (%d users, %d links, heartbeat %v, budget %d)", mode, n, links, cfg.Heartbeat, cfg.Budget)
+	rig, err := e.startRig(RigOptions{Name: "continuity-" + mode, Users: n, Links: links, Heartbeat: cfg.Heartbeat,
+		Budget: cfg.Budget, LogLevel: e.GWLog, FastReconnect: true, ExtraCTI: extra})
+	if err != nil {
+		return nil, err
+	}
+	defer rig.Stop()
+	ctl := "http://" + rig.SimCtl
+	fault := func(i int, kinds ...string) error {
+		for _, k := range kinds {
+			if err := httpJSON("POST", fmt.Sprintf("%s/nodes/%d/fault", ctl, i), map[string]any{"kind": k}, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	linkState := func(name string) (string, uint64) {
+		st, err := rig.Status()
+		if err != nil {
+			return "", 0
+		}
+		for _, l := range st.Links {
+			if l.Name == name {
+				return l.State, l.Generation
+			}
+		}
+		return "", 0
+	}
+	if mode == "failover" {
+		for _, i := range []int{1, 2} {
+			if err := fault(i, "refuse", "drop"); err != nil {
+				return nil, err
+			}
+		}
+		if err := waitFor(30*time.Second, "links b and c down", func() bool {
+			b, _ := linkState("cti-b")
+			c, _ := linkState("cti-c")
+			return b != "up" && c != "up"
+		}); err != nil {
+			return nil, err
+		}
+	}
+	cl, err := NewClient(ClientOptions{Network: "tcp", Gateway: rig.SIPAddr, Conns: e.Conns, LocalIPs: e.LocalIPs, AnswerEvents: e.AnswerEvents, Timeout: 15 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ss := make([]*Session, n)
+	for i := range ss {
+		ss[i] = cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
+	}
+	run := &ContRun{Mode: mode, Sessions: n, Budget: cfg.Budget}
+	if mode == "failover" {
+		run.FailoverAfterMs = float64(cfg.FailoverAfter.Milliseconds())
+	}
+	run.SignIn = signInAll(ss, e.Window, rig.GW.Alive)
+	e.logf("continuity/%s: %d/%d signed in (%.0f/s)", mode, run.SignIn.OK, n, run.SignIn.PerSecond)
+	if mode == "failover" {
+		for _, i := range []int{1, 2} {
+			if err := httpJSON("DELETE", fmt.Sprintf("%s/nodes/%d/fault", ctl, i), nil, nil); err != nil {
+				return nil, err
+			}
+		}
+		if err := waitFor(30*time.Second, "links b and c back", func() bool {
+			b, _ := linkState("cti-b")
+			c, _ := linkState("cti-c")
+			return b == "up" && c == "up"
+		}); err != nil {
+			return nil, err
+		}
+	}
+
+	var (
+		mu        sync.Mutex
+		mark      atomic.Int64 // requests sent after this (unix ns) count
+		answered  = make([]int64, n)
+		n481, ref atomic.Int64
+		tmo, oth  atomic.Int64
+		stop      = make(chan struct{})
+		wg        sync.WaitGroup
+	)
+	mark.Store(math.MaxInt64)
+	rate := math.Max(500, math.Min(5000, float64(n)/2))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		i := 0
+		pace(rate, time.Hour, stop, func() {
+			for k := 0; k < n; k++ {
+				j := (i + k) % n
+				s := ss[j]
+				if s.Inflight() > 0 || !s.IsSigned() {
+					continue
+				}
+				i = j + 1
+				sent := time.Now().UnixNano()
+				_ = s.Request("GetDoNotDisturb", func(r *Response, _ time.Duration) {
+					switch {
+					case r == nil:
+						tmo.Add(1)
+					case r.Status == 481:
+						n481.Add(1)
+					case r.Status != 200:
+						oth.Add(1)
+					case bytes.Contains(r.Body, []byte("resourceOutOfService")):
+						ref.Add(1)
+					case bytes.Contains(r.Body, []byte("CSTAErrorCode")):
+						oth.Add(1)
+					default:
+						if sent >= mark.Load() {
+							mu.Lock()
+							if answered[j] == 0 {
+								answered[j] = time.Now().UnixNano()
+							}
+							mu.Unlock()
+						}
+					}
+				})
+				return
+			}
+		})
+	}()
+	time.Sleep(2 * time.Second) // a baseline of answered probes
+	n481.Store(0)
+	t0 := time.Now()
+	if mode == "failover" {
+		if err := fault(0, "refuse", "drop"); err != nil {
+			close(stop)
+			wg.Wait()
+			return nil, err
+		}
+		e.logf("continuity/failover: node 0 killed for good; sessions must move after %v", cfg.FailoverAfter)
+		_ = waitFor(30*time.Second, "link a down", func() bool { s, _ := linkState("cti-a"); return s != "up" })
+	} else {
+		_, gen := linkState("cti-a")
+		if err := fault(0, "drop"); err != nil {
+			close(stop)
+			wg.Wait()
+			return nil, err
+		}
+		_ = httpJSON("DELETE", ctl+"/nodes/0/fault", nil, nil)
+		e.logf("continuity/resume: node 0 dropped its connections once")
+		_ = waitFor(30*time.Second, "link a back on a new generation", func() bool {
+			s, g := linkState("cti-a")
+			return s == "up" && g > gen
+		})
+	}
+	mark.Store(time.Now().UnixNano())
+	deadline := cfg.FailoverAfter + 90*time.Second
+	_ = waitFor(deadline, "every session answering on its dialog", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range answered {
+			if t == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	wg.Wait()
+	_ = waitFor(20*time.Second, "answers", func() bool { return cl.Pending() == 0 })
+
+	mu.Lock()
+	var ts []float64
+	for _, t := range answered {
+		if t != 0 {
+			ts = append(ts, float64(t-t0.UnixNano())/1e6)
+		}
+	}
+	mu.Unlock()
+	run.Answered = len(ts)
+	if len(ts) > 0 {
+		slices.Sort(ts)
+		run.P50Ms = ts[len(ts)/2]
+		run.AllAnsweredMs = ts[len(ts)-1]
+	}
+	if run.Answered < n {
+		run.AllAnsweredMs = -1
+		run.Problems = append(run.Problems, fmt.Sprintf("continuity/%s: only %d of %d sessions answered on their dialog within %v", mode, run.Answered, n, deadline))
+	}
+	run.N481, run.Refused, run.Timeouts, run.OtherErrors = int(n481.Load()), int(ref.Load()), int(tmo.Load()), int(oth.Load())
+	run.SysStatus = cl.SysStatusRx.Load()
+	run.LinkSessions = map[string]int{}
+	if st, err := rig.Status(); err == nil {
+		for _, l := range st.Links {
+			run.LinkSessions[l.Name] = l.Sessions
+		}
+	}
+	run.HighWater = map[string]int{}
+	if nodes, err := rig.SimState(); err == nil {
+		for i, nd := range nodes {
+			run.HighWater[fmt.Sprintf("node%d", i)] = nd.InFlightMonitorSnapshotHighWater
+		}
+	}
+	if !rig.GW.Alive() {
+		run.Problems = append(run.Problems, fmt.Sprintf("continuity/%s: gateway exited: %v", mode, rig.GW.ExitErr()))
+	}
+	run.Problems = append(run.Problems, e.scanLogFiltered(rig.GW.Log, "continuity/"+mode)...)
+	e.logf("continuity/%s: %d/%d sessions answered on their dialog, the last %.0f ms after the fault (p50 %.0f ms); 481s %d; links %v; high water %v (budget %d)",
+		mode, run.Answered, n, run.AllAnsweredMs, run.P50Ms, run.N481, run.LinkSessions, run.HighWater, cfg.Budget)
+	return run, nil
+}
+
+func (r *Report) addContinuity(x *ContResult, c PhaseConfig) {
+	for _, run := range x.Runs {
+		ph := "continuity/" + run.Mode
+		r.row(ph, "sessions signed in", float64(run.SignIn.OK), "", fmt.Sprint(run.Sessions), ptr(run.SignIn.OK == run.Sessions))
+		target := 15000.0
+		if run.Mode == "failover" {
+			target += run.FailoverAfterMs
+		}
+		r.row(ph, "fault → every session answers on its original dialog", run.AllAnsweredMs, "ms",
+			fmt.Sprintf("≤ %.0f ms", target), ptr(run.AllAnsweredMs >= 0 && run.AllAnsweredMs <= target))
+		r.row(ph, "  median session answering after", run.P50Ms, "ms", "", nil)
+		r.row(ph, "481 answers (a lost dialog)", float64(run.N481), "", "0", ptr(run.N481 == 0))
+		r.text(ph, "  refusals / timeouts / other errors meanwhile", fmt.Sprintf("%d / %d / %d", run.Refused, run.Timeouts, run.OtherErrors), "", nil)
+		r.text(ph, "  sessions per link at the end", fmt.Sprint(run.LinkSessions), "", nil)
+		hw := 0
+		for _, v := range run.HighWater {
+			hw = max(hw, v)
+		}
+		r.row(ph, "MonitorStart+SnapshotDevice high water at any node", float64(hw), "", fmt.Sprintf("≤ %d (budget)", run.Budget), ptr(hw <= run.Budget))
+		for _, p := range run.Problems {
+			r.problem("%s", p)
+		}
+	}
+}
