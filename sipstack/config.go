@@ -29,7 +29,7 @@ type Config struct {
 	// Listen: "udp:host:port", "tcp:host:port", "tls:host:port".
 	Listen []string `yaml:"listen"`
 	// TrustedHosts: addresses or CIDR prefixes allowed to send requests;
-	// empty means anyone.
+	// empty (with no client CA and no digest accounts) means loopback only.
 	TrustedHosts   []string      `yaml:"trusted_hosts"`
 	MaxBodyBytes   int           `yaml:"max_body_bytes"`
 	SessionExpires time.Duration `yaml:"session_expires"`

@@ -401,10 +401,11 @@ func TestCheckAccess(t *testing.T) {
 		s = testServer(trusted, nil, &certStore{cfg: TLSConfig{}})
 		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:mallory@example.com", pai), "192.0.2.7:5061", "TLS"), nil).ok)
 	})
-	t.Run("open gateway: anyone, as From", func(t *testing.T) {
+	t.Run("no trust configured: loopback only, as From", func(t *testing.T) {
 		s := testServer(nil, nil, nil)
-		acc := s.check(from(wireRequest(t, "INVITE", "sip:carol@example.com", pai), "192.0.2.7:5060", "UDP"), nil)
+		acc := s.check(from(wireRequest(t, "INVITE", "sip:carol@example.com", pai), "127.0.0.9:5060", "UDP"), nil)
 		assert.Equal(t, access{ok: true, identity: "sip:carol@example.com"}, acc, "PAI from an untrusted peer is not honoured")
+		assert.False(t, s.check(from(wireRequest(t, "INVITE", "sip:carol@example.com"), "192.0.2.7:5060", "UDP"), nil).ok)
 	})
 }
 
@@ -749,4 +750,27 @@ func (a *authenticator) verify(req *sip.Request, now time.Time) string {
 		return ""
 	}
 	return r.uri
+}
+
+// With no trust configured at all, only loopback sources are served.
+func TestNoTrustConfiguredMeansLoopbackOnly(t *testing.T) {
+	s := testServer(nil, nil, nil)
+	from := func(src string) *sip.Request {
+		req := wireRequest(t, "INVITE", "sip:alice@example.com")
+		req.SetSource(src)
+		return req
+	}
+	assert.True(t, s.check(from("127.0.0.1:5060"), nil).ok, "loopback")
+	assert.True(t, s.check(from("127.0.0.2:5060"), nil).ok, "loopback range")
+	assert.True(t, s.check(from("[::1]:5060"), nil).ok, "IPv6 loopback")
+	assert.False(t, s.check(from("192.0.2.7:5060"), nil).ok, "a non-loopback source")
+	assert.False(t, s.check(from("[::ffff:10.1.2.3]:5060"), nil).ok, "a mapped non-loopback source")
+	open := testServer([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, nil, nil)
+	assert.True(t, open.check(from("192.0.2.7:5060"), nil).ok, "opened on purpose")
+
+	who, isOpen := Config{}.TrustSummary()
+	assert.False(t, isOpen)
+	assert.Contains(t, who, "loopback")
+	_, isOpen = Config{TrustedHosts: []string{"0.0.0.0/0", "::/0"}}.TrustSummary()
+	assert.True(t, isOpen)
 }

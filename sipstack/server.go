@@ -170,6 +170,13 @@ func GrowStack(n int) byte {
 // Start binds every listener (port 0 picks one; Addr reads it back) and
 // serves them.
 func (s *Server) Start() error {
+	// Say loudly who may control phones through this gateway.
+	who, open := s.conf().TrustSummary()
+	if open {
+		s.log.Warn().Str("trusted", who).Msg("SIP: ANYONE who can reach the listeners may send requests (trusted_hosts holds 0.0.0.0/0 or ::/0)")
+	} else {
+		s.log.Warn().Str("trusted", who).Msg("SIP: requests are accepted only from these sources")
+	}
 	for _, e := range s.conf().Listen {
 		l, _ := ParseListen(e)
 		var bound string
@@ -317,8 +324,10 @@ func (s *Server) ipTrusted(req *sip.Request) bool {
 // check decides access for a request outside a dialog (d == nil) or inside
 // one. Trusted: a source in trusted_hosts, or a TLS peer whose certificate
 // verified against client_ca_file (the handshake refuses any other). Digest
-// authenticated: only when auth users are configured. With neither
-// trusted_hosts nor auth configured, anyone may send requests.
+// authenticated: only when auth users are configured. With no trust
+// configured at all (no trusted_hosts, no client CA, no digest accounts),
+// only loopback sources are served: opening to everyone is an explicit
+// trusted_hosts: ["0.0.0.0/0", "::/0"].
 func (s *Server) check(req *sip.Request, d *Dialog) access {
 	if (len(s.pol().trusted) > 0 && s.ipTrusted(req)) ||
 		(strings.EqualFold(req.Transport(), "tls") && s.certs.mutualTLS()) {
@@ -341,7 +350,7 @@ func (s *Server) check(req *sip.Request, d *Dialog) access {
 		}
 		return access{auth: r}
 	}
-	if len(s.pol().trusted) == 0 && !s.certs.mutualTLS() && s.pol().auth == nil {
+	if len(s.pol().trusted) == 0 && !s.certs.mutualTLS() && s.pol().auth == nil && isLoopback(req.Source()) {
 		return access{ok: true, identity: fromIdentity(req)}
 	}
 	return access{}
@@ -447,4 +456,41 @@ func (s *Server) Reconfigure(cfg Config) error {
 	}
 	s.policy.Store(pol)
 	return nil
+}
+
+// isLoopback reports whether a host:port source is a loopback address.
+func isLoopback(src string) bool {
+	a, err := netip.ParseAddr(hostOf(src))
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// TrustSummary says, in an operator's words, who may send requests.
+func (c Config) TrustSummary() (summary string, open bool) {
+	var parts []string
+	for _, h := range c.TrustedHosts {
+		p, err := netip.ParsePrefix(h)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(h); err2 == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				continue
+			}
+		}
+		if p.Bits() == 0 {
+			open = true
+		}
+	}
+	if len(c.TrustedHosts) > 0 {
+		parts = append(parts, "trusted_hosts "+strings.Join(c.TrustedHosts, ", "))
+	}
+	if c.TLS.ClientCAFile != "" {
+		parts = append(parts, "TLS clients with a certificate from "+c.TLS.ClientCAFile)
+	}
+	if len(c.Auth.Users) > 0 {
+		parts = append(parts, fmt.Sprintf("%d digest accounts", len(c.Auth.Users)))
+	}
+	if len(parts) == 0 {
+		return "loopback sources only (no sip.trusted_hosts, client CA or digest accounts configured)", false
+	}
+	return strings.Join(parts, "; "), open
 }

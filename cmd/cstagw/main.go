@@ -26,9 +26,15 @@ func main() {
 			fmt.Fprintln(os.Stderr, "cstagw: -check needs -config FILE")
 			os.Exit(2)
 		}
-		if _, err := gateway.LoadConfig(*configPath); err != nil {
+		cfg, err := gateway.LoadConfig(*configPath)
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "cstagw: %s is not valid:\n%v\n", *configPath, err)
 			os.Exit(1)
+		}
+		if who, open := cfg.SIP.TrustSummary(); open {
+			fmt.Fprintf(os.Stderr, "cstagw: warning: sip.trusted_hosts opens the gateway to everyone: anyone who reaches it can control any user's phone (%s)\n", who)
+		} else {
+			fmt.Printf("cstagw: SIP requests accepted from: %s\n", who)
 		}
 		fmt.Printf("cstagw: %s is valid\n", *configPath)
 		return
