@@ -474,10 +474,10 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 	case r := <-p.ch:
 		return r.m, r.err
 	case <-t.C:
-		c.abandon(id, release)
+		c.abandon(id, p)
 		return nil, fmt.Errorf("link %s: %s invoke %04d: %w", c.link.lc.Name, m.Kind, id, ErrTimeout)
 	case <-ctx.Done():
-		c.abandon(id, release)
+		c.abandon(id, p)
 		return nil, ctx.Err()
 	}
 }
@@ -486,22 +486,25 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 // is forgotten at once (a late answer is logged and dropped). With one, it
 // stays outstanding so that a late answer frees the place, for one more
 // request timeout at most.
-func (c *conn) abandon(id int, release func()) {
-	if release == nil {
-		c.forget(id)
+func (c *conn) abandon(id int, p *pending) {
+	if p.release == nil {
+		c.forget(id, p)
 		return
 	}
 	time.AfterFunc(c.link.conf().RequestTimeout, func() {
-		c.forget(id)
-		release()
+		c.forget(id, p)
+		p.release()
 	})
 }
 
 // forget drops an outstanding request whose caller gave up; a late answer
-// is then logged and dropped.
-func (c *conn) forget(id int) {
+// is then logged and dropped. The entry goes only if it is still p's: once
+// a late answer freed the id, a newer request may hold it.
+func (c *conn) forget(id int, p *pending) {
 	c.mu.Lock()
-	delete(c.outstanding, id)
+	if c.outstanding[id] == p {
+		delete(c.outstanding, id)
+	}
 	c.mu.Unlock()
 }
 

@@ -184,15 +184,27 @@ func (l *Link) run(ctx context.Context) {
 			}
 			continue
 		}
-		b.reset()
-		l.failures.Store(0)
+		upAt := time.Now()
 		l.serve(ctx, c)
 		l.wg.Wait()
 		if ctx.Err() != nil {
 			return
 		}
-		// Retry right away once, then back off: a dropped connection to
-		// a healthy server should come back quickly.
+		// A connection that stayed up a heartbeat interval was good: the
+		// next one is tried at once and the backoff starts over. One the
+		// switch dropped sooner counts as a failure: a switch that
+		// accepts and drops at once must not be redialled in a tight loop
+		// (each new generation costs every session on the link).
+		if time.Since(upAt) >= l.conf().HeartbeatInterval {
+			b.reset()
+			l.failures.Store(0)
+			continue
+		}
+		wait, _ := b.next()
+		l.log.Warn().Dur("up_for", time.Since(upAt)).Dur("retry_in", wait).Msg("CTI link dropped right after it came up: backing off")
+		if !sleepCtx(ctx, wait) {
+			return
+		}
 	}
 }
 
