@@ -102,3 +102,12 @@ func TestParseInvokeID(t *testing.T) {
 		assert.True(t, errors.As(err, &fe), "%q", bad)
 	}
 }
+
+func TestAnswers(t *testing.T) {
+	assert.True(t, Answers(KindGetDoNotDisturb, KindGetDoNotDisturbResponse))
+	assert.True(t, Answers(KindGetDoNotDisturb, KindCSTAErrorCode))
+	assert.False(t, Answers(KindGetDoNotDisturb, KindGetForwardingResponse))
+	assert.True(t, Answers(KindStartApplicationSession, KindStartApplicationSessionNegResponse))
+	assert.False(t, Answers(KindStopApplicationSession, KindStartApplicationSessionNegResponse))
+	assert.False(t, Answers(KindDeliveredEvent, KindCSTAErrorCode), "events are never answered")
+}

@@ -451,6 +451,21 @@ func (k Kind) Response() Kind {
 	return KindUnknown
 }
 
+// Answers reports whether a reply of kind reply can answer a request of
+// kind req: its positive response, the matching negative one of an
+// application-session request, or a CSTAErrorCode.
+func Answers(req, reply Kind) bool {
+	resp := req.Response()
+	switch {
+	case resp == KindUnknown:
+		return false
+	case reply == resp, reply == KindCSTAErrorCode:
+		return true
+	}
+	name := resp.String()
+	return strings.HasSuffix(name, "PosResponse") && reply.String() == strings.TrimSuffix(name, "PosResponse")+"NegResponse"
+}
+
 // Kinds returns every known kind, for tests and tools.
 func Kinds() []Kind {
 	out := make([]Kind, 0, kindCount-1)

@@ -58,10 +58,16 @@ type conn struct {
 	deadErr     error
 	ids         csta.InvokeIDs
 	outstanding map[int]*pending
-	fifo        []int // Profile B: ids in send order (no ids on the wire)
+	fifo        []fifoEntry // Profile B: requests in send order (no ids on the wire)
 	overload    chan struct{}
 	mons        monitorTable
 	unknownXref map[string]struct{}
+}
+
+// fifoEntry is a Profile B request waiting for its answer.
+type fifoEntry struct {
+	id   int
+	kind csta.Kind
 }
 
 type pending struct {
@@ -367,18 +373,48 @@ func (c *conn) systemStatus(s string) {
 
 func (c *conn) complete(id int, m *csta.Message, err error) {
 	c.mu.Lock()
+	var skipped []*pending
 	if c.opts.Profile == csta.ProfileB {
-		// No invoke ids on the wire: replies come in request order.
-		if len(c.fifo) == 0 {
+		// No invoke ids on the wire: replies come in request order. A
+		// reply answers the oldest request of a kind it can answer;
+		// requests before it that the switch skipped are failed, so one
+		// unanswered request does not shift every later reply to the
+		// wrong caller. An undecodable reply takes the oldest.
+		at := 0
+		if m != nil {
+			at = -1
+			for i, e := range c.fifo {
+				if csta.Answers(e.kind, m.Kind) {
+					at = i
+					break
+				}
+			}
+		}
+		if len(c.fifo) == 0 || at < 0 {
 			c.mu.Unlock()
+			if m != nil {
+				c.log.Warn().Str("kind", m.Name).Msg("CTI reply that answers no outstanding request dropped")
+			}
 			return
 		}
-		id = c.fifo[0]
-		c.fifo = c.fifo[1:]
+		for _, e := range c.fifo[:at] {
+			if p := c.outstanding[e.id]; p != nil {
+				skipped = append(skipped, p)
+				delete(c.outstanding, e.id)
+			}
+		}
+		id = c.fifo[at].id
+		c.fifo = c.fifo[at+1:]
 	}
 	p := c.outstanding[id]
 	delete(c.outstanding, id)
 	c.mu.Unlock()
+	for _, s := range skipped {
+		if s.release != nil {
+			s.release()
+		}
+		s.ch <- reply{err: fmt.Errorf("%w: the switch answered a later request first (Profile B, no invoke ids)", ErrProtocol)}
+	}
 	if p == nil {
 		if m != nil {
 			c.log.Debug().Int("invoke_id", id).Str("kind", m.Name).Msg("late or unknown CTI response dropped")
@@ -461,7 +497,7 @@ func (c *conn) request(ctx context.Context, m *csta.Message) (*csta.Message, err
 	}
 	c.outstanding[id] = p
 	if c.opts.Profile == csta.ProfileB {
-		c.fifo = append(c.fifo, id)
+		c.fifo = append(c.fifo, fifoEntry{id: id, kind: m.Kind})
 	}
 	c.mu.Unlock()
 	if write {
