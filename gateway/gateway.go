@@ -37,7 +37,13 @@ type Gateway struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	byLink   map[*ctipool.Link]map[*Session]struct{}
+	// perUser counts each user's sessions and reserved sign-ins; reserved
+	// counts sign-ins past the limit check and not yet in sessions: check
+	// and count are one step under mu, so concurrent INVITEs cannot pass
+	// the limits together.
 	perUser  map[string]int
+	reserved int
+	byUser   map[string]map[*Session]struct{}
 	watches  map[watchKey]*deviceWatch
 	cont     continuity
 	mover    *mover
@@ -71,6 +77,7 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 		sessions: map[string]*Session{},
 		byLink:   map[*ctipool.Link]map[*Session]struct{}{},
 		perUser:  map[string]int{},
+		byUser:   map[string]map[*Session]struct{}{},
 		watches:  map[watchKey]*deviceWatch{},
 		cont: continuity{
 			kick:     make(chan struct{}, 1),
@@ -193,6 +200,56 @@ func (g *Gateway) Sessions() int {
 	return len(g.sessions)
 }
 
+// unconfirmedGrace: a session whose 200 OK has not been acknowledged for
+// this long may be ended to make room for a sign-in of the same user.
+const unconfirmedGrace = time.Second
+
+// reserve checks the session limits and counts the sign-in in one step.
+// A user at the limit gets room by ending one of their sessions whose
+// 200 OK was never acknowledged: never-ACKed INVITEs must not lock the
+// real client out.
+func (g *Gateway) reserve(user string, log zerolog.Logger) bool {
+	lim := g.conf().Gateway
+	g.mu.Lock()
+	total := len(g.sessions) + g.reserved
+	mine := g.perUser[user]
+	var evict *Session
+	if mine >= lim.MaxSessionsPerUser {
+		for s := range g.byUser[user] {
+			if !s.dlg.Confirmed() && time.Since(s.created) > unconfirmedGrace {
+				evict = s
+				break
+			}
+		}
+	}
+	if total >= lim.MaxSessions || (mine >= lim.MaxSessionsPerUser && evict == nil) {
+		g.mu.Unlock()
+		g.metrics.refusals.With("session_limit").Inc()
+		log.Warn().Int("sessions", total).Int("user_sessions", mine).Msg("session limit reached: 503")
+		return false
+	}
+	g.perUser[user]++
+	g.reserved++
+	g.mu.Unlock()
+	if evict != nil {
+		// Its slot is counted until it is gone: this sign-in is over the
+		// limit by one for that moment, never by more.
+		evict.log.Warn().Msg("unacknowledged session ended to make room for a new sign-in of its user")
+		evict.close(CloseSIP, true)
+	}
+	return true
+}
+
+// unreserve gives back a reservation that did not become a session.
+func (g *Gateway) unreserve(user string) {
+	g.mu.Lock()
+	g.reserved--
+	if g.perUser[user]--; g.perUser[user] <= 0 {
+		delete(g.perUser, user)
+	}
+	g.mu.Unlock()
+}
+
 // Invite implements sipstack.Handler: a client signs in.
 func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.Request) sipstack.Reply {
 	log := g.log.With().Str("call_id", req.CallID).Str("user", req.Identity).Logger()
@@ -221,16 +278,13 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	if g.draining.Load() {
 		return sipstack.Reply{Status: 503, RetryAfter: g.conf().SIP.RetryAfter}
 	}
-	g.mu.Lock()
-	total, mine := len(g.sessions), g.perUser[normUser(req.Identity)]
-	g.mu.Unlock()
-	if total >= g.conf().Gateway.MaxSessions || mine >= g.conf().Gateway.MaxSessionsPerUser {
-		g.metrics.refusals.With("session_limit").Inc()
-		log.Warn().Int("sessions", total).Int("user_sessions", mine).Msg("session limit reached: 503")
+	user := normUser(req.Identity)
+	if !g.reserve(user, log) {
 		return sipstack.Reply{Status: 503, RetryAfter: g.conf().SIP.RetryAfter}
 	}
 	link, err := g.pool.Place()
 	if err != nil {
+		g.unreserve(user)
 		g.metrics.refusals.With("no_link").Inc()
 		log.Warn().Err(err).Msg("no CTI link up: 503")
 		return sipstack.Reply{Status: 503, RetryAfter: g.conf().SIP.RetryAfter}
@@ -262,7 +316,11 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 		g.byLink[link] = map[*Session]struct{}{}
 	}
 	g.byLink[link][s] = struct{}{}
-	g.perUser[s.user]++
+	g.reserved-- // the reservation becomes the session (perUser already counts it)
+	if g.byUser[s.user] == nil {
+		g.byUser[s.user] = map[*Session]struct{}{}
+	}
+	g.byUser[s.user][s] = struct{}{}
 	g.mu.Unlock()
 	d.SetOwner(s)
 	g.metrics.sessionsOpened.Inc()
@@ -321,6 +379,12 @@ func (g *Gateway) forget(s *Session, mons map[string]*monitorRef) {
 	}
 	if g.perUser[s.user]--; g.perUser[s.user] <= 0 {
 		delete(g.perUser, s.user)
+	}
+	if m := g.byUser[s.user]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(g.byUser, s.user)
+		}
 	}
 	g.mu.Unlock()
 	if s.reason == CloseClientBye {

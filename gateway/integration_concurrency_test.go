@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cstagw/cstagw/csta"
+	"github.com/cstagw/cstagw/gateway"
 )
 
 // Many requests at once on one session while calls on its line produce
@@ -79,4 +80,41 @@ func TestOneSessionUnderConcurrentRequestsAndEvents(t *testing.T) {
 			assert.False(t, d.byeReceived(), "the session must survive the load")
 		})
 	}
+}
+
+// Concurrent INVITEs cannot pass the session limits together: the check
+// and the count are one step.
+func TestConcurrentInvitesRespectLimits(t *testing.T) {
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) {
+		c.Gateway.MaxSessionsPerUser = 3
+		c.Gateway.MaxSessions = 5
+	}})
+	try := func(user, line string, n int) (ok, busy int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, res := e.tcp().invite(inviteOpts{user: user, line: line})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case d != nil:
+					ok++
+				case res.StatusCode == 503:
+					busy++
+				}
+			}()
+		}
+		wg.Wait()
+		return ok, busy
+	}
+	ok, busy := try(userAlice, lineAlice, 40)
+	assert.Equal(t, 3, ok, "max_sessions_per_user")
+	assert.Equal(t, 37, busy)
+	ok, busy = try(userBob, lineBob, 40)
+	assert.Equal(t, 2, ok, "max_sessions: 5 in all")
+	assert.Equal(t, 38, busy)
+	assert.Equal(t, 5, e.gw.Sessions())
 }

@@ -1032,3 +1032,29 @@ func TestJunkDatagramsCounted(t *testing.T) {
 	require.Eventually(t, func() bool { return count()-before >= 250 }, waitLong, pollInterval, "junk not counted")
 	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind)
 }
+
+// INVITEs whose 200 OK is never acknowledged cannot lock a user out: at
+// the per-user limit, a sign-in ends one of those unconfirmed sessions
+// instead of getting 503.
+func TestUnacknowledgedInvitesDoNotLockTheUserOut(t *testing.T) {
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) { c.Gateway.MaxSessionsPerUser = 2 }})
+	c := e.tcp()
+	for i := 0; i < 2; i++ {
+		req := withBody(c.outOfDialog(sip.INVITE, userAlice, ""), sipeInviteBody(lineAlice), ctCSTA)
+		req.AppendHeader(c.contact())
+		req.AppendHeader(sip.NewHeader("Supported", "timer"))
+		res := c.mustDo(req) // and no ACK, ever
+		require.Equal(t, 200, res.StatusCode)
+	}
+	require.Equal(t, 2, e.gw.Sessions())
+	c.Close() // the attacker is gone; the BYEs of its sessions go nowhere
+	time.Sleep(1100 * time.Millisecond) // past the grace an unacknowledged session gets
+	d := signIn(t, e.tcp(), userAlice, lineAlice)
+	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind)
+	assert.Equal(t, 2, e.gw.Sessions(), "one unacknowledged session made room")
+	// A confirmed session is never the one to go.
+	_, res := e.tcp().invite(inviteOpts{user: userAlice, line: lineAlice})
+	if res.StatusCode == 200 {
+		assert.False(t, d.byeReceived(), "the confirmed session was ended")
+	}
+}
