@@ -1047,7 +1047,7 @@ func TestUnacknowledgedInvitesDoNotLockTheUserOut(t *testing.T) {
 		require.Equal(t, 200, res.StatusCode)
 	}
 	require.Equal(t, 2, e.gw.Sessions())
-	c.Close() // the attacker is gone; the BYEs of its sessions go nowhere
+	c.Close()                           // the attacker is gone; the BYEs of its sessions go nowhere
 	time.Sleep(1100 * time.Millisecond) // past the grace an unacknowledged session gets
 	d := signIn(t, e.tcp(), userAlice, lineAlice)
 	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind)

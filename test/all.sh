@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test cstagw has: it first installs what the tests need when it is
 # missing (Go modules; sipp from Debian's sip-tester and kamailio, via apt-get),
-# then runs go vet and the Go unit, integration and end-to-end tests (the sipp
+# then checks gofmt and go mod tidy, runs go vet and the Go unit,
+# integration and end-to-end tests (the sipp
 # and Kamailio scenarios are driven from Go tests under test/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +20,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 go mod download
+
+# The tree must be gofmt-clean and go.mod/go.sum tidy.
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/bench/out/*'))"
+if [ -n "$unformatted" ]; then
+  echo "test/all.sh: gofmt differences in:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+if ! go mod tidy -diff >/dev/null 2>&1; then
+  echo "test/all.sh: go.mod/go.sum are not tidy (run go mod tidy):" >&2
+  go mod tidy -diff >&2 || true
+  exit 1
+fi
+
 go vet ./...
 go test -race -count=1 -timeout 12m ./...
