@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
@@ -15,7 +16,10 @@ import (
 // handle answers one in-dialog request (INFO, re-INVITE, UPDATE), holding
 // the session's run token. Replays to send once the response is out go to
 // replay.
-func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Reply {
+func (s *Session) handle(hctx context.Context, req *sipstack.Request, replay *[]*replayed) sipstack.Reply {
+	if hctx == nil {
+		hctx = context.Background()
+	}
 	st := s.State()
 	if st != StateStale && s.link.Generation() != s.gen {
 		// The link came back under a new generation before we were told.
@@ -52,9 +56,14 @@ func (s *Session) handle(req *sipstack.Request, replay *[]*replayed) sipstack.Re
 		// The client answering one of ours (a SystemStatusResponse...).
 		return sipstack.Reply{Status: 200}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.g.conf().CTI.RequestTimeout+s.g.conf().CTI.RequestTimeout/2)
+	ctx, cancel := context.WithTimeout(hctx, s.g.conf().CTI.RequestTimeout+s.g.conf().CTI.RequestTimeout/2)
 	defer cancel()
 	resp, err := s.serve(ctx, m, replay)
+	if err != nil && hctx.Err() != nil {
+		// sip.handler_timeout passed while the PBX had not answered: the
+		// client is told to retry, as when its request waited in line.
+		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	}
 	service := m.Name
 	if m.Kind == csta.KindUnknown {
 		service = "unknown"

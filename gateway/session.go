@@ -130,7 +130,10 @@ const (
 // nothing overtakes a response (protocol.md §1.4) and nobody waits on a
 // timer for it.
 type pending struct {
-	req    *sipstack.Request
+	req *sipstack.Request
+	// ctx is the SIP handler's: sip.handler_timeout bounds the answer even
+	// when the request's own goroutine runs it and waits on the PBX.
+	ctx    context.Context
 	state  atomic.Int32
 	reply  chan struct{} // closed when rep is set and the token handed over
 	rep    sipstack.Reply
@@ -250,7 +253,7 @@ func (s *Session) deliverForce(it item) {
 // waits for its answer, draining the inbox itself when nobody else is.
 // The reply it returns carries the run token in Sent.
 func (s *Session) request(ctx context.Context, req *sipstack.Request) sipstack.Reply {
-	p := &pending{req: req, reply: make(chan struct{})}
+	p := &pending{req: req, ctx: ctx, reply: make(chan struct{})}
 	// Requests are bounded by max_in_flight, so they always fit beside
 	// the events.
 	if _, run := s.inbox.push(item{kind: itemRequest, p: p}, true); run && s.drain(p) {
@@ -339,7 +342,7 @@ func (s *Session) answer(p *pending) {
 			go s.close(CloseInternal, true)
 		}
 	}()
-	p.rep = s.handle(p.req, &p.replay)
+	p.rep = s.handle(p.ctx, p.req, &p.replay)
 }
 
 // finish runs what an answered request leaves to do once its response is
