@@ -104,6 +104,9 @@ type FeatureList struct {
 // given message is documented by its schema table.
 type Message struct {
 	Kind Kind
+	// Received is when the frame carrying the message was read (unix ns),
+	// set by the CTI reader for event latency; never encoded.
+	Received int64
 	// Name is the root's local name as received; for a known kind it is the
 	// canonical spelling (TransferredEvent decodes as "TransferedEvent").
 	Name string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cstagw/cstagw/csta"
 )
@@ -206,6 +207,9 @@ func (c *conn) monitor(ctx context.Context, device string, fn EventFunc, onEnd E
 // blocking: subscribers queue or drop themselves. Events the codec does not
 // model are routed too (their document is in Raw).
 func (c *conn) routeEvent(ev *csta.Message) {
+	if ev.Received == 0 {
+		ev.Received = time.Now().UnixNano()
+	}
 	c.mu.Lock()
 	m := c.mons.byXref[ev.MonitorCrossRefID]
 	if m == nil {

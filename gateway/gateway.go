@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/cstagw/cstagw/csta"
@@ -31,6 +32,8 @@ type Gateway struct {
 	pool    *ctipool.Pool
 	sip     *sipstack.Server
 	metrics *metrics
+	// metricsHandler serves /metrics from the gateway's own registry.
+	metricsHandler http.Handler
 	ghosts  *ghostBook
 	service *serviceBook
 
@@ -89,6 +92,8 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 	}
 	g.live.Store(&liveConfig{cfg: cfg, dir: dir, num: num, limits: csta.Limits{MaxBytes: cfg.SIP.MaxBodyBytes},
 		generation: 1, loadedAt: time.Now()})
+	g.metrics.reg.MustRegister(statusCollector{g})
+	g.metricsHandler = promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
 	// Enough movers to keep every link's admission budget busy.
 	g.mover = newMover(g, min(256, max(8, cfg.CTI.AdmissionBudget*len(cfg.CTI.Links))))
 	g.pool, err = ctipool.New(cfg.CTI, ctipool.Options{Logger: log, OnState: g.onLinkState, OnResync: g.onResync})

@@ -6,12 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
 	"github.com/cstagw/cstagw/gateway"
 	"github.com/cstagw/cstagw/test/ctisim"
@@ -45,8 +49,8 @@ func TestAdminEndpoints(t *testing.T) {
 	require.Equal(t, 200, code)
 	for _, re := range []string{
 		`(?m)^cstagw_sessions 1$`,
-		`(?m)^cstagw_requests_total\{service="GetCSTAFeatures",result="ok"\} 1$`,
-		`(?m)^cstagw_requests_total\{service="MonitorStart",result="ok"\} 1$`,
+		`(?m)^cstagw_requests_total\{result="ok",service="GetCSTAFeatures"\} 1$`,
+		`(?m)^cstagw_requests_total\{result="ok",service="MonitorStart"\} 1$`,
 		`(?m)^cstagw_link_up\{link="cti-a"\} 1$`,
 		`(?m)^cstagw_stale_481_total 0$`,
 		`(?m)^cstagw_monitors 1$`,
@@ -121,4 +125,35 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
+}
+
+// /metrics is what Prometheus's own parser reads, with the latency
+// histograms after some traffic.
+func TestMetricsParseWithPrometheusParser(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	d := signIn(t, e.tcp(), userAlice, lineAlice)
+	d.ok(getDND(lineAlice))
+	mark := d.mark()
+	id, err := e.sim.PlaceCall(extCaller, devAlice)
+	require.NoError(t, err)
+	d.waitEvent(mark, csta.KindDeliveredEvent, id)
+	_, body := httpGet(t, "http://"+e.gw.AdminAddr()+"/metrics")
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err)
+	for _, name := range []string{"cstagw_sessions", "cstagw_requests_total", "cstagw_link_up", "go_goroutines",
+		"process_cpu_seconds_total", "cstagw_request_duration_seconds", "cstagw_cti_request_duration_seconds",
+		"cstagw_event_delivery_seconds"} {
+		require.Contains(t, fams, name)
+	}
+	count := func(name string) uint64 {
+		var n uint64
+		for _, m := range fams[name].GetMetric() {
+			n += m.GetHistogram().GetSampleCount()
+		}
+		return n
+	}
+	assert.Positive(t, count("cstagw_request_duration_seconds"))
+	assert.Positive(t, count("cstagw_cti_request_duration_seconds"))
+	assert.Positive(t, count("cstagw_event_delivery_seconds"))
 }

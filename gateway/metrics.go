@@ -1,138 +1,296 @@
 package gateway
 
 import (
-	"fmt"
-	"io"
-	"sort"
-	"strings"
+	rtmetrics "runtime/metrics"
 	"sync"
-	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/sipstack"
 )
 
-// A small Prometheus text-format registry: a handful of counters and
-// gauges, lock-free on the hot path. (The client library would add a dozen
-// modules for what fits in this file.)
+// Metrics are Prometheus's own (client_golang): its registry, exposition
+// and escaping. Each gateway has its own registry (tests run many). The
+// hot path never allocates: label children are resolved once and cached
+// by their label values (counterVec, histVec), and whatever /status
+// already knows (links, SIP counters) is read at scrape time by a
+// collector instead of being counted twice.
 
-type counter struct{ v atomic.Uint64 }
-
-func (c *counter) Inc()         { c.v.Add(1) }
-func (c *counter) Load() uint64 { return c.v.Load() }
-
-type gauge struct{ v atomic.Int64 }
-
-func (g *gauge) Inc()        { g.v.Add(1) }
-func (g *gauge) Dec()        { g.v.Add(-1) }
-func (g *gauge) Load() int64 { return g.v.Load() }
-
+// counterVec is a CounterVec whose children are cached by label values.
 type counterVec struct {
-	name, help string
-	labels     []string
-	mu         sync.RWMutex
-	m          map[string]*counter
+	vec *prometheus.CounterVec
+	n   int
+	mu  sync.RWMutex
+	m   map[string]prometheus.Counter
 }
 
-func newCounterVec(name, help string, labels ...string) *counterVec {
-	return &counterVec{name: name, help: help, labels: labels, m: map[string]*counter{}}
+func newCounterVec(reg prometheus.Registerer, name, help string, labels ...string) *counterVec {
+	v := &counterVec{vec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels),
+		n: len(labels), m: map[string]prometheus.Counter{}}
+	reg.MustRegister(v.vec)
+	return v
 }
 
 // With returns the counter of a label set (values in label order).
-func (v *counterVec) With(values ...string) *counter {
+func (v *counterVec) With(values ...string) prometheus.Counter {
 	var buf [96]byte
-	k := buf[:0]
-	for i, x := range values {
-		if i > 0 {
-			k = append(k, 0)
-		}
-		k = append(k, x...)
-	}
+	k := labelKey(buf[:0], values)
 	v.mu.RLock()
 	c := v.m[string(k)] // no allocation for the lookup
 	v.mu.RUnlock()
 	if c != nil {
 		return c
 	}
-	key := string(k)
+	vals := boundLabels(append([]string(nil), values...), len(v.m))
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if c = v.m[key]; c == nil {
-		if len(v.m) >= 10000 {
-			// Bound label cardinality: fold the rest into "other".
-			key = strings.Repeat("other\x00", len(values))[:len(values)*6-1]
-			if c = v.m[key]; c != nil {
-				return c
-			}
-		}
-		c = &counter{}
-		v.m[key] = c
+	if c = v.m[string(k)]; c == nil {
+		c = v.vec.WithLabelValues(vals...)
+		v.m[string(k)] = c
 	}
 	return c
 }
 
-func (v *counterVec) write(w io.Writer) {
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", v.name, v.help, v.name)
-	v.mu.RLock()
-	keys := make([]string, 0, len(v.m))
-	for k := range v.m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		vals := strings.Split(k, "\x00")
-		fmt.Fprintf(w, "%s{%s} %d\n", v.name, labelPairs(v.labels, vals), v.m[k].Load())
-	}
-	v.mu.RUnlock()
+// histVec is a HistogramVec whose children are cached by label values.
+type histVec struct {
+	vec *prometheus.HistogramVec
+	mu  sync.RWMutex
+	m   map[string]prometheus.Observer
 }
 
-func labelPairs(names, values []string) string {
-	var b strings.Builder
-	for i, n := range names {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		val := ""
-		if i < len(values) {
-			val = values[i]
-		}
-		fmt.Fprintf(&b, "%s=%q", n, val)
-	}
-	return b.String()
+func newHistVec(reg prometheus.Registerer, name, help string, buckets []float64, labels ...string) *histVec {
+	v := &histVec{vec: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels),
+		m: map[string]prometheus.Observer{}}
+	reg.MustRegister(v.vec)
+	return v
 }
+
+func (v *histVec) With(values ...string) prometheus.Observer {
+	var buf [96]byte
+	k := labelKey(buf[:0], values)
+	v.mu.RLock()
+	o := v.m[string(k)]
+	v.mu.RUnlock()
+	if o != nil {
+		return o
+	}
+	vals := boundLabels(append([]string(nil), values...), len(v.m))
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if o = v.m[string(k)]; o == nil {
+		o = v.vec.WithLabelValues(vals...)
+		v.m[string(k)] = o
+	}
+	return o
+}
+
+func labelKey(k []byte, values []string) []byte {
+	for i, x := range values {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, x...)
+	}
+	return k
+}
+
+// boundLabels folds label values into "other" once a vector holds 10,000
+// children: a label fed by clients (a service name) must not grow without
+// bound.
+func boundLabels(vals []string, have int) []string {
+	if have < 10000 {
+		return vals
+	}
+	for i := range vals {
+		vals[i] = "other"
+	}
+	return vals
+}
+
+// Latency buckets: 0.5 ms to 10 s.
+var latencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}
 
 type metrics struct {
-	sessionsOpened counter
+	reg *prometheus.Registry
+
+	sessionsOpened prometheus.Counter
 	sessionsClosed *counterVec
 	requests       *counterVec
 	badRequests    *counterVec
 	refusals       *counterVec
 	linkChanges    *counterVec
+	passedThrough  *counterVec
 	moves          *counterVec
 	reloads        *counterVec
-	passedThrough  *counterVec
-	eventsIn       counter
-	eventsOut      counter
-	slowClients    counter
-	sendFailed     counter
-	stale481       counter
-	monitors       gauge
+	eventsIn       prometheus.Counter
+	eventsOut      prometheus.Counter
+	slowClients    prometheus.Counter
+	sendFailed     prometheus.Counter
+	stale481       prometheus.Counter
+	monitors       prometheus.Gauge
+
+	requestTime  *histVec          // client request → answer, by service and result
+	ctiTime      *histVec          // CTI round trip, by link
+	eventLatency prometheus.Observer // PBX frame in → INFO out
 }
 
 func newMetrics() *metrics {
-	return &metrics{
-		sessionsClosed: newCounterVec("cstagw_sessions_closed_total", "RCC sessions closed, by reason.", "reason"),
-		requests:       newCounterVec("cstagw_requests_total", "CSTA requests from clients, by service and result.", "service", "result"),
-		badRequests:    newCounterVec("cstagw_bad_requests_total", "SIP requests refused for their CSTA body, by SIP status.", "status"),
-		refusals:       newCounterVec("cstagw_refusals_total", "Requests refused by policy (user, line, call, monitor, limits, no link).", "kind"),
-		linkChanges:    newCounterVec("cstagw_link_state_changes_total", "CTI link state changes.", "link", "state"),
-		reloads:        newCounterVec("cstagw_config_reloads_total", "Configuration reloads (SIGHUP, POST /reload), by result.", "result"),
-		moves:          newCounterVec("cstagw_session_moves_total", "Sessions moved to another CTI link generation, by reason (failover, resume, fallback) and result.", "reason", "result"),
-		passedThrough:  newCounterVec("cstagw_events_passed_through_total", "Event INFOs sent to clients for events the gateway does not model, by event.", "event"),
+	reg := prometheus.NewRegistry()
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
+	}
+	m := &metrics{
+		reg:            reg,
+		sessionsOpened: counter("cstagw_sessions_opened_total", "RCC sessions placed."),
+		sessionsClosed: newCounterVec(reg, "cstagw_sessions_closed_total", "RCC sessions closed, by reason.", "reason"),
+		requests:       newCounterVec(reg, "cstagw_requests_total", "CSTA requests from clients, by service and result.", "service", "result"),
+		badRequests:    newCounterVec(reg, "cstagw_bad_requests_total", "SIP requests refused for their CSTA body, by SIP status.", "status"),
+		refusals:       newCounterVec(reg, "cstagw_refusals_total", "Requests refused by policy (user, line, call, monitor, limits, no link).", "kind"),
+		linkChanges:    newCounterVec(reg, "cstagw_link_state_changes_total", "CTI link state changes.", "link", "state"),
+		passedThrough:  newCounterVec(reg, "cstagw_events_passed_through_total", "Event INFOs sent to clients for events the gateway does not model, by event.", "event"),
+		moves:          newCounterVec(reg, "cstagw_session_moves_total", "Sessions moved to another CTI link generation, by reason (failover, resume, fallback, removed) and result.", "reason", "result"),
+		reloads:        newCounterVec(reg, "cstagw_config_reloads_total", "Configuration reloads (SIGHUP, POST /reload), by result.", "result"),
+		eventsIn:       counter("cstagw_events_received_total", "CSTA events received from the CTI links."),
+		eventsOut:      counter("cstagw_events_sent_total", "CSTA events sent to clients (INFO)."),
+		slowClients:    counter("cstagw_slow_clients_total", "Sessions closed because their event queue overflowed."),
+		sendFailed:     counter("cstagw_event_send_failures_total", "Event INFOs that could not be written."),
+		stale481:       counter("cstagw_stale_481_total", "481 answers to stale sessions after a link reconnect."),
+		requestTime: newHistVec(reg, "cstagw_request_duration_seconds", "Client CSTA requests, from the INFO to its answer, by service and result.",
+			latencyBuckets, "service", "result"),
+		ctiTime: newHistVec(reg, "cstagw_cti_request_duration_seconds", "CTI requests, from sending to the PBX's answer, by link.", latencyBuckets, "link"),
+	}
+	m.monitors = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cstagw_monitors", Help: "Northbound monitors open."})
+	reg.MustRegister(m.monitors)
+	ev := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cstagw_event_delivery_seconds",
+		Help: "Events, from the PBX's frame in to the client's INFO out.", Buckets: latencyBuckets})
+	reg.MustRegister(ev)
+	m.eventLatency = ev
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), runtimeCollector{})
+	return m
+}
+
+// since observes the time from start (unix nanoseconds; 0: unknown).
+func since(o prometheus.Observer, start int64) {
+	if start > 0 {
+		o.Observe(float64(time.Now().UnixNano()-start) / 1e9)
 	}
 }
 
-func writeCounter(w io.Writer, name, help string, v uint64) {
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+// statusCollector reads at scrape time what /status already knows: the
+// sessions, the links, the SIP side's counters.
+type statusCollector struct{ g *Gateway }
+
+var (
+	descSessions       = prometheus.NewDesc("cstagw_sessions", "RCC sessions open.", nil, nil)
+	descDialogs        = prometheus.NewDesc("cstagw_sip_dialogs", "SIP dialogs established.", nil, nil)
+	descInfoSent       = prometheus.NewDesc("cstagw_sip_info_sent_total", "In-dialog INFO requests sent.", nil, nil)
+	descInfoFailed     = prometheus.NewDesc("cstagw_sip_info_failed_total", "In-dialog INFO requests that could not be sent.", nil, nil)
+	descParseErrors    = prometheus.NewDesc("cstagw_sip_parse_errors_total", "SIP messages that could not be parsed, by transport.", []string{"transport"}, nil)
+	descAuthFailures   = prometheus.NewDesc("cstagw_auth_failures_total", "Digest authentications that failed (wrong credentials).", nil, nil)
+	descAuthLockouts   = prometheus.NewDesc("cstagw_auth_lockouts_total", "Lockouts of a (source, user) pair or a source after repeated digest failures.", nil, nil)
+	descLinkUp         = prometheus.NewDesc("cstagw_link_up", "Whether a CTI link is up.", []string{"link"}, nil)
+	descLinkState      = prometheus.NewDesc("cstagw_link_state", "CTI link state (1 for the current one).", []string{"link", "state"}, nil)
+	descLinkGeneration = prometheus.NewDesc("cstagw_link_generation", "CTI link generation (successful connections).", []string{"link"}, nil)
+	descLinkRTT        = prometheus.NewDesc("cstagw_link_heartbeat_rtt_seconds", "Last heartbeat round trip.", []string{"link"}, nil)
+	descLinkReconnects = prometheus.NewDesc("cstagw_link_reconnects_total", "Reconnections of a CTI link.", []string{"link"}, nil)
+	descLinkSessions   = prometheus.NewDesc("cstagw_link_sessions", "Sessions pinned to a CTI link.", []string{"link"}, nil)
+	descLinkOutstand   = prometheus.NewDesc("cstagw_link_outstanding", "CTI requests awaiting an answer.", []string{"link"}, nil)
+)
+
+func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSessions, descDialogs, descInfoSent, descInfoFailed, descParseErrors, descAuthFailures,
+		descAuthLockouts, descLinkUp, descLinkState, descLinkGeneration, descLinkRTT, descLinkReconnects, descLinkSessions, descLinkOutstand} {
+		ch <- d
+	}
 }
 
-func writeGauge(w io.Writer, name, help string, v float64) {
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.g.Status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	count := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(descSessions, float64(st.Sessions))
+	ss := c.g.sip.Stats()
+	gauge(descDialogs, float64(ss.Dialogs))
+	count(descInfoSent, float64(ss.InfoSent))
+	count(descInfoFailed, float64(ss.InfoFailed))
+	count(descAuthFailures, float64(ss.AuthFailures))
+	count(descAuthLockouts, float64(ss.AuthLockouts))
+	for tr, n := range sipstack.ParseErrors() {
+		count(descParseErrors, float64(n), tr)
+	}
+	for _, l := range st.Links {
+		up := 0.0
+		if l.State == ctipool.StateUp {
+			up = 1
+		}
+		gauge(descLinkUp, up, l.Name)
+		for _, s := range []ctipool.State{ctipool.StateConnecting, ctipool.StateUp, ctipool.StateDown, ctipool.StateHoldoff} {
+			v := 0.0
+			if l.State == s {
+				v = 1
+			}
+			gauge(descLinkState, v, l.Name, s.String())
+		}
+		gauge(descLinkGeneration, float64(l.Generation), l.Name)
+		gauge(descLinkRTT, l.HeartbeatRTTMs/1000, l.Name)
+		count(descLinkReconnects, float64(l.Reconnects), l.Name)
+		gauge(descLinkSessions, float64(l.Sessions), l.Name)
+		gauge(descLinkOutstand, float64(l.Outstanding), l.Name)
+	}
+}
+
+// runtimeCollector keeps the Go runtime figures an operator sizes memory
+// with under the names the README has always listed, read through
+// runtime/metrics (no stop-the-world). The standard Go collector adds the
+// rest (go_goroutines, go_gc_gogc_percent, go_gc_gomemlimit_bytes,
+// go_memstats_*, GC pauses...).
+type runtimeCollector struct{}
+
+var goMetrics = []struct {
+	desc    *prometheus.Desc
+	sample  string
+	counter bool
+}{
+	{prometheus.NewDesc("go_gc_heap_live_bytes", "Heap memory occupied by live objects at the last collection.", nil, nil), "/gc/heap/live:bytes", false},
+	{prometheus.NewDesc("go_memory_total_bytes", "All memory mapped by the Go runtime (an upper bound on RSS).", nil, nil), "/memory/classes/total:bytes", false},
+	{prometheus.NewDesc("go_gc_cycles_total", "Completed garbage collection cycles.", nil, nil), "/gc/cycles/total:gc-cycles", true},
+}
+
+func (runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range goMetrics {
+		ch <- m.desc
+	}
+}
+
+func (runtimeCollector) Collect(ch chan<- prometheus.Metric) {
+	samples := make([]rtmetrics.Sample, len(goMetrics))
+	for i, m := range goMetrics {
+		samples[i].Name = m.sample
+	}
+	rtmetrics.Read(samples)
+	for i, m := range goMetrics {
+		var v float64
+		switch samples[i].Value.Kind() {
+		case rtmetrics.KindUint64:
+			v = float64(samples[i].Value.Uint64())
+		case rtmetrics.KindFloat64:
+			v = samples[i].Value.Float64()
+		default:
+			continue // not in this Go version
+		}
+		t := prometheus.GaugeValue
+		if m.counter {
+			t = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(m.desc, t, v)
+	}
 }

@@ -36,4 +36,5 @@ func (s *Session) passThrough(m *monitorRef, ev *csta.Message) {
 	s.sendBody(body, ev.Name)
 	s.g.metrics.passedThrough.With(ev.Name).Inc()
 	s.g.metrics.eventsOut.Inc()
+	since(s.g.metrics.eventLatency, ev.Received)
 }

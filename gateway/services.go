@@ -78,9 +78,11 @@ func (s *Session) handle(hctx context.Context, req *sipstack.Request, replay *[]
 		}
 		result = code.String()
 		s.g.metrics.requests.With(service, "csta_error").Inc()
+		since(s.g.metrics.requestTime.With(service, "csta_error"), req.Received)
 		resp = csta.ErrorMessage(code)
 	} else {
 		s.g.metrics.requests.With(service, "ok").Inc()
+		since(s.g.metrics.requestTime.With(service, "ok"), req.Received)
 	}
 	// One audit line per control action: who, which line, what, result.
 	// A query that succeeded changes nothing and goes at debug level: at
@@ -155,7 +157,9 @@ func (s *Session) serve(ctx context.Context, m *csta.Message, replay *[]*replaye
 	if err != nil {
 		return nil, err
 	}
+	sent := time.Now().UnixNano()
 	resp, err := s.link.DoGen(ctx, s.gen, south)
+	since(s.g.metrics.ctiTime.With(s.link.Name()), sent)
 	releaseMsg(south)
 	if err != nil {
 		if errors.Is(err, ctipool.ErrStaleGeneration) {

@@ -436,6 +436,7 @@ func (s *Session) sendEvent(m *monitorRef, ev *csta.Message) {
 	s.sendRaw(out) // encodes it: nothing keeps it after
 	releaseMsg(out)
 	s.g.metrics.eventsOut.Inc()
+	since(s.g.metrics.eventLatency, ev.Received)
 }
 
 func (s *Session) sendRaw(m *csta.Message) {

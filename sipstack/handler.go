@@ -33,6 +33,9 @@ type Request struct {
 	Source      string // remote address
 	Transport   string // udp, tcp, tls
 	Raw         *sip.Request
+	// Received is when the handler was given the request (unix ns), for
+	// the gateway's latency histogram.
+	Received int64
 }
 
 // Reply is a Handler's answer.

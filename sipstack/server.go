@@ -406,6 +406,7 @@ func (s *Server) toRequest(req *sip.Request, body []byte, acc access) *Request {
 		Source:    req.Source(),
 		Transport: strings.ToLower(req.Transport()),
 		Raw:       req,
+		Received:  time.Now().UnixNano(),
 	}
 	if c := req.CallID(); c != nil {
 		r.CallID = string(*c)
