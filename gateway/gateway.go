@@ -34,8 +34,8 @@ type Gateway struct {
 	metrics *metrics
 	// metricsHandler serves /metrics from the gateway's own registry.
 	metricsHandler http.Handler
-	ghosts  *ghostBook
-	service *serviceBook
+	ghosts         *ghostBook
+	service        *serviceBook
 
 	mu       sync.Mutex
 	sessions map[string]*Session

@@ -132,8 +132,8 @@ type metrics struct {
 	stale481       prometheus.Counter
 	monitors       prometheus.Gauge
 
-	requestTime  *histVec          // client request → answer, by service and result
-	ctiTime      *histVec          // CTI round trip, by link
+	requestTime  *histVec            // client request → answer, by service and result
+	ctiTime      *histVec            // CTI round trip, by link
 	eventLatency prometheus.Observer // PBX frame in → INFO out
 }
 
