@@ -1,6 +1,6 @@
 package csta
 
-// Device identifiers as clients and PBXs write them (protocol.md §1.8).
+// Device identifiers as clients and PBXs write them (docs/wire.md §1.8).
 //
 // Clients name their line and the parties they dial with tel: URIs
 // (tel:+14255550100;ext=100, tel:2101;phone-context=dialstring;partition=P),
@@ -90,14 +90,14 @@ type DeviceID struct {
 }
 
 // LineKey identifies a line appearance: two device identifiers denote the same
-// line when their keys match (protocol.md §1.8).
+// line when their keys match (docs/wire.md §1.8).
 type LineKey struct {
 	Number    string // digits of Ext if present, else Number without its leading '+'
 	Partition string // as given; compared case-insensitively
 }
 
 // ParseDeviceID parses a device identifier in any of the forms of
-// protocol.md §1.8. Every error wraps ErrInvalidDeviceID, says what is wrong
+// docs/wire.md §1.8. Every error wraps ErrInvalidDeviceID, says what is wrong
 // and quotes the (truncated) input.
 func ParseDeviceID(s string) (DeviceID, error) {
 	t := strings.TrimSpace(s)
@@ -510,7 +510,7 @@ func (k LineKey) String() string {
 }
 
 // TelURI renders a number for a party other than the monitored line
-// (protocol.md §1.8): "tel:+E.164" for a global number, otherwise
+// (docs/wire.md §1.8): "tel:+E.164" for a global number, otherwise
 // "tel:<digits>;phone-context=dialstring". Visual separators are removed and
 // anything from "v:" on is cut, as ParseDeviceID does. A string that is not
 // a number at all gives "", which callers render as <notKnown/>.

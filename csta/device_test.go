@@ -293,7 +293,7 @@ func TestLineKeyMatches(t *testing.T) {
 		require.NoError(t, err)
 		return d.Key()
 	}
-	// protocol.md §1.8: these can all be the same line.
+	// docs/wire.md §1.8: these can all be the same line.
 	same := []string{
 		"tel:2101;phone-context=dialstring",
 		"tel:2101;phone-context=dialstring;partition=Internal_PT",

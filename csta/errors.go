@@ -77,7 +77,7 @@ func (c ErrorCode) String() string {
 // IsZero reports whether no code is set.
 func (c ErrorCode) IsZero() bool { return c.Category == CatUnknown && c.Value == "" }
 
-// Error codes the gateway and the simulator use (protocol.md §1.9).
+// Error codes the gateway and the simulator use (docs/wire.md §1.9).
 var (
 	CodeGeneric                       = ErrorCode{CatOperation, "generic"}
 	CodeInvalidParameterValue         = ErrorCode{CatOperation, "invalidParameterValue"}

@@ -1,6 +1,6 @@
 package csta
 
-// Framing of CSTA XML on a CTI link (protocol.md §2.1).
+// Framing of CSTA XML on a CTI link (docs/wire.md §2.1).
 //
 // Profile A ("CSTA XML without SOAP", ECMA-323 annex) puts an 8-byte header
 // before each XML document:

@@ -22,7 +22,7 @@ func frameRawA(length uint32, invokeID string, payload string) []byte {
 }
 
 // frameOpenScapePayload returns a 995-byte event payload, so that its frame
-// is 1003 bytes long like the OpenScape sample of protocol.md §2.1.
+// is 1003 bytes long like the OpenScape sample of docs/wire.md §2.1.
 func frameOpenScapePayload() []byte {
 	const head = `<?xml version="1.0" encoding="UTF-8"?><DeliveredEvent xmlns="http://www.ecma-international.org/standards/ecma-323/csta/ed4">` +
 		`<monitorCrossRefID>12</monitorCrossRefID><connection><callID>FF000100000000001B5C7E5C8A010000</callID>` +

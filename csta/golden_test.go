@@ -524,11 +524,11 @@ func TestSchemaOrderIsDerivedFromKinds(t *testing.T) {
 		t.Errorf("SystemRegister requestTypes order = %v", got)
 	}
 	if got := schemaOrder(KindMonitorStart)[""]; !slices.Equal(got, []string{"monitorObject", "monitorType", "extensions"}) {
-		t.Errorf("MonitorStart order = %v (protocol.md §2.5)", got)
+		t.Errorf("MonitorStart order = %v (docs/wire.md §2.5)", got)
 	}
 }
 
-// Byte-exact northbound outputs (protocol.md §1.3, §1.9.2, §1.11, §1.6).
+// Byte-exact northbound outputs (docs/wire.md §1.3, §1.9.2, §1.11, §1.6).
 func TestGoldenNorthboundBytes(t *testing.T) {
 	const decl = `<?xml version="1.0" encoding="UTF-8"?>`
 	const x = ` xmlns="http://www.ecma-international.org/standards/ecma-323/csta/ed3"`
@@ -572,7 +572,7 @@ func TestGoldenNorthboundBytes(t *testing.T) {
 		{"BackInServiceEvent without device or cause", &Message{Kind: KindBackInServiceEvent, MonitorCrossRefID: "a1c07e3b"},
 			decl + `<BackInServiceEvent` + x + `><monitorCrossRefID>a1c07e3b</monitorCrossRefID>` +
 				`<device><notKnown/></device></BackInServiceEvent>`},
-		{"MakeCallResponse §1.5.3", &Message{Kind: KindMakeCallResponse, Connection: cid("0_a1c2ff10", gLine)},
+		{"MakeCallResponse §1.5.1", &Message{Kind: KindMakeCallResponse, Connection: cid("0_a1c2ff10", gLine)},
 			decl + `<MakeCallResponse` + x + `><callingDevice><callID>0_a1c2ff10</callID><deviceID>tel:+14255550100;ext=100</deviceID></callingDevice></MakeCallResponse>`},
 	}
 	for _, c := range cases {
@@ -588,7 +588,7 @@ func TestGoldenNorthboundBytes(t *testing.T) {
 	}
 }
 
-// The two client serialisations quoted in protocol.md must stay byte for
+// The two client serialisations quoted in docs/wire.md must stay byte for
 // byte what sipe sends.
 func TestGoldenSipeBytes(t *testing.T) {
 	files := readGolden(t)
@@ -601,7 +601,7 @@ func TestGoldenSipeBytes(t *testing.T) {
 			t.Errorf("%s is not sipe's serialisation:\n got %q\nwant %q", name, got, w)
 		}
 	}
-	if n := len(files["RequestSystemStatus.xml"]); n != 347 { // Content-Length in protocol.md §1.14
+	if n := len(files["RequestSystemStatus.xml"]); n != 347 { // Content-Length in docs/wire.md §1.14
 		t.Errorf("RequestSystemStatus.xml is %d bytes, §1.14 says 347", n)
 	}
 }

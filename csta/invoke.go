@@ -1,6 +1,6 @@
 package csta
 
-// Invoke ids (protocol.md §2.4): the gateway numbers its requests on a link
+// Invoke ids (docs/wire.md §2.4): the gateway numbers its requests on a link
 // 0000..9998, wrapping around and skipping ids still outstanding; 9999 is
 // reserved for unsolicited events.
 

@@ -2,7 +2,7 @@ package csta
 
 // Number rewriting rules: the engine behind the numbering.dial (E.164 → what
 // the PBX dials) and numbering.display (PBX number → what clients see)
-// configuration lists of design.md.
+// configuration lists (docs/wire.md §1.8).
 
 import (
 	"errors"

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The numbering rules of the example configuration in design.md.
+// The numbering rules of the example configuration (configs/gateway.yaml).
 var (
 	numDialRules = []Rule{
 		{Match: `^\+1206555(\d{4})$`, Replace: `$1`},

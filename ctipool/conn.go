@@ -330,7 +330,7 @@ func (c *conn) dispatch(id int, m *csta.Message) {
 	case m.Kind == csta.KindApplicationSessionTerminated:
 		c.fail(fmt.Errorf("%w: %s", ErrSessionTerminated, m.Reason))
 	case id == csta.EventInvokeID:
-		// The event invoke id marks an unsolicited message (protocol.md
+		// The event invoke id marks an unsolicited message (docs/wire.md
 		// §2.4) even when its root does not read as an event: nothing
 		// waits for an answer, and the switch would take one for the
 		// reply to a request it never made.

@@ -69,7 +69,7 @@ type Link struct {
 	mu      sync.Mutex
 	lastErr string
 
-	wg sync.WaitGroup // the current conn's reader and writer
+	wg sync.WaitGroup // the current conn's reader goroutine (writes need none: a write token)
 }
 
 // conf returns the settings in force.

@@ -215,7 +215,7 @@ func (c *sipClient) onWire(m sip.Message) {
 				c.flag("undecodable CSTA body in %s from the gateway: %v: %s", m.Method, e.err, m.Body())
 			}
 			if emptyDevID.Match(m.Body()) {
-				c.flag("empty deviceIdentifier in an event (protocol.md §1.6): %s", m.Body())
+				c.flag("empty deviceIdentifier in an event (docs/wire.md §1.6): %s", m.Body())
 			}
 		}
 		d.append(e)

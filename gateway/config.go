@@ -16,8 +16,8 @@ import (
 	"github.com/cstagw/cstagw/sipstack"
 )
 
-// Config is the whole gateway configuration file. The keys of design.md are
-// a contract; more may be added, none renamed.
+// Config is the whole gateway configuration file. The keys listed in
+// docs/architecture.md §5 are a contract; more may be added, none renamed.
 type Config struct {
 	SIP       sipstack.Config `yaml:"sip"`
 	CTI       ctipool.Config  `yaml:"cti"`
@@ -87,7 +87,7 @@ type SessionConfig struct {
 	// answers (503 beyond).
 	MaxInFlight int `yaml:"max_in_flight"`
 	// StaleBye sends BYE to sessions made stale by a reconnect at once
-	// instead of waiting for their next request (protocol.md §1.11 item 4).
+	// instead of waiting for their next request (docs/wire.md §1.11 item 4).
 	StaleBye bool `yaml:"stale_bye"`
 	// ShutdownGrace bounds the SIGTERM drain.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// contractYAML is design.md's configuration, key for key.
+// contractYAML is the configuration contract of docs/architecture.md §5, key for key.
 const contractYAML = `
 sip:
   listen: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]   # also tls:host:port

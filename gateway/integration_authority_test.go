@@ -1,6 +1,6 @@
 package gateway_test
 
-// Authority (design item 6, protocol.md §1.8 and §1.9.2): a user drives only
+// Authority (docs/wire.md §1.8 and §1.9.2): a user drives only
 // the line appearances the directory gives them.
 
 import (
@@ -144,7 +144,7 @@ func TestDeviceSelection(t *testing.T) {
 	assert.Equal(t, 403, res.StatusCode)
 }
 
-// The CSTA error of each failure (protocol.md §1.9.2).
+// The CSTA error of each failure (docs/wire.md §1.9.2).
 func TestErrorMapping(t *testing.T) {
 	e := newEnv(t, envOpts{gw: func(c *gateway.Config) {
 		c.Gateway.MaxMonitorsPerSession = 1

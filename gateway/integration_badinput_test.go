@@ -1,6 +1,6 @@
 package gateway_test
 
-// Bad input and the SIP status codes of protocol.md §1.9.3. After all of it
+// Bad input and the SIP status codes of docs/wire.md §1.9.3. After all of it
 // a legitimate client on the same gateway must still work.
 
 import (

@@ -1,6 +1,6 @@
 package gateway_test
 
-// Failure semantics (protocol.md §1.9.2, §1.10, §1.11, design items 3–5).
+// Failure semantics (docs/wire.md §1.9.2, §1.11, docs/failure-policy.md).
 
 import (
 	"net"

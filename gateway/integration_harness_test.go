@@ -398,7 +398,7 @@ func boolText(b bool) string {
 	return "false"
 }
 
-// Error codes as the gateway must write them (protocol.md §1.9).
+// Error codes as the gateway must write them (docs/wire.md §1.9).
 const (
 	errOutOfService     = "systemResourceAvailibility/resourceOutOfService"
 	errResourceBusy     = "systemResourceAvailibility/resourceBusy"

@@ -1,6 +1,6 @@
 package gateway_test
 
-// Client quirks the gateway must tolerate (protocol.md §1.12) and a client
+// Client quirks the gateway must tolerate (docs/wire.md §1.12) and a client
 // that stops reading (design: a full event queue ends the session).
 
 import (

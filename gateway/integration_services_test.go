@@ -1,6 +1,6 @@
 package gateway_test
 
-// Every row of the service table (protocol.md §1.5.1) over SIP against
+// Every row of the service table (docs/wire.md §1.5.1) over SIP against
 // ctisim, with the switch's own state as the judge of what really happened.
 
 import (
@@ -473,7 +473,7 @@ func TestClearConnectionResolvesByCallID(t *testing.T) {
 	}
 }
 
-// Snapshot replay (design item 7) and a shared line.
+// Snapshot replay (docs/wire.md §1.3) and a shared line.
 func TestSnapshotReplayOnSignIn(t *testing.T) {
 	e := newEnv(t, envOpts{nodes: 2})
 	d1 := signIn(t, e.udp(), userAlice, lineAlice)

@@ -10,7 +10,7 @@ import (
 )
 
 // numbering turns client numbers into PBX dial strings and PBX numbers into
-// what clients are shown (protocol.md §1.8).
+// what clients are shown (docs/wire.md §1.8).
 type numbering struct {
 	dial    *csta.RuleSet
 	display *csta.RuleSet

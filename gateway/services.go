@@ -194,7 +194,7 @@ func (s *Session) lineFor(device string, code csta.ErrorCode) (*Line, error) {
 }
 
 // resolveConn maps a client ConnectionID to the PBX's: callID first, the
-// device is the line's own connection in that call (protocol.md §1.5.1).
+// device is the line's own connection in that call (docs/wire.md §1.5.1).
 //
 // A call table that knows the call decides. Failing that, the line the
 // client named (one of the user's) is trusted unless its table was seeded
@@ -502,7 +502,7 @@ func (s *Session) monitorStop(m *csta.Message) (*csta.Message, error) {
 }
 
 // featuresResponse is the GetCSTAFeaturesResponse: exactly what is
-// implemented, in schema order (protocol.md §1.5.2). Built once; never
+// implemented, in schema order (docs/wire.md §1.5.2). Built once; never
 // modified. The events listed are the ones the gateway itself sends (the
 // device maintenance ones included: it replays OutOfServiceEvent on its
 // own); events it passes through unmodelled depend on the switch and are

@@ -127,7 +127,7 @@ const (
 // for its answer. When another goroutine holds the run token and answers
 // it, the token goes with the answer: the waiter writes the response and
 // only then runs what the request caused and what queued behind it, so
-// nothing overtakes a response (protocol.md §1.4) and nobody waits on a
+// nothing overtakes a response (docs/wire.md §1.4) and nobody waits on a
 // timer for it.
 type pending struct {
 	req *sipstack.Request

@@ -129,7 +129,7 @@ var fuzzSeeds = []string{
 // FuzzRequest drives whole SIP requests (start line, headers, body) through
 // the request-handling path: sipgo's parser, trust and limit checks, body
 // extraction, the handler's CSTA decoding, and the response. Every request
-// but ACK must get exactly one final answer with a status from protocol.md
+// but ACK must get exactly one final answer with a status from docs/wire.md
 // §1.9.3, and nothing may panic. Two requests are sent per input: the input
 // itself, then the same input as an in-dialog request of a dialog the first
 // one may have created.

@@ -13,7 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// reply builds and sends a response. Every response carries Allow on 2xx
+// respond builds and sends a response. Every response carries Allow on 2xx
 // and 405, Accept on 415, Retry-After on 503 when given, and the CSTA
 // content headers when there is a body.
 func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, status int, reason string, body []byte, extra ...sip.Header) (*sip.Response, error) {

@@ -134,7 +134,7 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 }
 
 // guard recovers a panic in request handling: that request is answered 500
-// with Retry-After (protocol.md §1.9.3) and nothing else is affected.
+// with Retry-After (docs/wire.md §1.9.3) and nothing else is affected.
 func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		GrowStack(len(req.Body()))
