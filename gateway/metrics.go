@@ -44,11 +44,10 @@ func (v *counterVec) With(values ...string) prometheus.Counter {
 	if c != nil {
 		return c
 	}
-	vals := boundLabels(append([]string(nil), values...), len(v.m))
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if c = v.m[string(k)]; c == nil {
-		c = v.vec.WithLabelValues(vals...)
+		c = v.vec.WithLabelValues(boundLabels(append([]string(nil), values...), len(v.m))...)
 		v.m[string(k)] = c
 	}
 	return c
@@ -77,11 +76,10 @@ func (v *histVec) With(values ...string) prometheus.Observer {
 	if o != nil {
 		return o
 	}
-	vals := boundLabels(append([]string(nil), values...), len(v.m))
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if o = v.m[string(k)]; o == nil {
-		o = v.vec.WithLabelValues(vals...)
+		o = v.vec.WithLabelValues(boundLabels(append([]string(nil), values...), len(v.m))...)
 		v.m[string(k)] = o
 	}
 	return o
