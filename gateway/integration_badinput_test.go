@@ -213,3 +213,15 @@ func TestUntrustedInDialogRequestsAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	d.waitEvent(mark, csta.KindDeliveredEvent, id)
 }
+
+// With the default sip.max_body_bytes (64 KiB) a body just over it gets
+// the documented 413, not a reset connection.
+func TestDefaultBodyLimitAnswers413(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.tcp()
+	d := signIn(t, c, userAlice, lineAlice)
+	pad := strings.Repeat(" ", sipstack.DefaultMaxBodyBytes)
+	res := d.info(doc("GetCSTAFeatures", lcsExt(lineAlice)+pad))
+	assert.Equal(t, 413, res.StatusCode)
+	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind, "the dialog goes on")
+}

@@ -20,6 +20,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -1057,4 +1058,76 @@ func TestUnacknowledgedInvitesDoNotLockTheUserOut(t *testing.T) {
 	if res.StatusCode == 200 {
 		assert.False(t, d.byeReceived(), "the confirmed session was ended")
 	}
+}
+
+// TCP hygiene: an idle connection without a dialog is closed after
+// sip.tcp_idle_timeout, a message trickled in is cut at sip.read_timeout,
+// one untrusted address gets at most sip.max_connections_per_source, and
+// a connection carrying a dialog stays however quiet.
+func TestTCPConnectionHygiene(t *testing.T) {
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) {
+		c.SIP.TrustedHosts = []string{"127.0.0.1/32"}
+		c.SIP.TCPIdleTimeout = time.Second
+		c.SIP.ReadTimeout = 600 * time.Millisecond
+		c.SIP.MaxConnectionsPerSource = 3
+	}})
+	d := signIn(t, e.tcp(), userAlice, lineAlice) // from 127.0.0.1, trusted
+	dial := func() net.Conn {
+		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: time.Second}
+		c, err := dl.Dial("tcp", e.gw.SIPAddr("tcp"))
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedWithin := func(c net.Conn, limit time.Duration) (bool, time.Duration) {
+		start := time.Now()
+		_ = c.SetReadDeadline(start.Add(limit))
+		_, err := c.Read(make([]byte, 64))
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return false, time.Since(start)
+		}
+		return err != nil, time.Since(start)
+	}
+
+	// Idle, no dialog: closed after about a second.
+	idle := dial()
+	closed, took := closedWithin(idle, 3*time.Second)
+	assert.True(t, closed, "an idle connection without a dialog stayed open")
+	assert.GreaterOrEqual(t, took, 900*time.Millisecond, "closed before tcp_idle_timeout")
+
+	// One byte every 100 ms: the message never completes, cut at 600 ms.
+	slow := dial()
+	cut := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		msg := []byte("INVITE sip:cstagw@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.2\r\n")
+		for _, b := range msg {
+			if _, err := slow.Write([]byte{b}); err != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // the attacker's pace
+		}
+		cut <- time.Since(start)
+	}()
+	closed, _ = closedWithin(slow, 5*time.Second)
+	assert.True(t, closed, "a trickled message was waited for")
+
+	// Per-source cap: three connections, the fourth is closed at once.
+	var keep []net.Conn
+	for i := 0; i < 3; i++ {
+		keep = append(keep, dial())
+	}
+	fourth := dial()
+	closed, took = closedWithin(fourth, time.Second)
+	assert.True(t, closed, "a fourth connection from one untrusted address was kept")
+	assert.Less(t, took, 200*time.Millisecond, "the fourth connection must be refused at once")
+	for _, c := range keep {
+		c.Close()
+	}
+
+	// The trusted client's dialog connection stayed through all of it.
+	time.Sleep(2200 * time.Millisecond) // over two idle timeouts of silence
+	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind)
+	assert.False(t, d.byeReceived())
 }

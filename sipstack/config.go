@@ -44,6 +44,14 @@ type Config struct {
 	RetryAfter time.Duration `yaml:"retry_after"`
 	// HandlerTimeout bounds how long a request may wait for its answer.
 	HandlerTimeout time.Duration `yaml:"handler_timeout"`
+	// TCPIdleTimeout closes a TCP/TLS connection that carries no dialog
+	// after this long without a byte; ReadTimeout bounds one message once
+	// it has started; MaxConnections caps connections in all and
+	// MaxConnectionsPerSource those of one untrusted address.
+	TCPIdleTimeout          time.Duration `yaml:"tcp_idle_timeout"`
+	ReadTimeout             time.Duration `yaml:"read_timeout"`
+	MaxConnections          int           `yaml:"max_connections"`
+	MaxConnectionsPerSource int           `yaml:"max_connections_per_source"`
 	// Auth enables digest authentication for direct (untrusted) clients.
 	Auth AuthConfig `yaml:"auth"`
 	// RateLimit bounds initial INVITEs per source address.
@@ -82,6 +90,18 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.TCPIdleTimeout <= 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxConnectionsPerSource <= 0 {
+		c.MaxConnectionsPerSource = DefaultMaxConnectionsPerPeer
 	}
 	if c.HandlerTimeout <= 0 {
 		c.HandlerTimeout = DefaultHandlerTimeout

@@ -196,6 +196,9 @@ func (d *Dialog) end(reason EndReason) bool {
 	established := d.established
 	d.mu.Unlock()
 	d.s.dialogs.Delete(d.key)
+	if established && d.transport != "udp" {
+		d.s.conns.dropDialog(d.source)
+	}
 	if established {
 		d.s.stats.dialogs.Add(-1)
 		d.s.handler.Ended(d, reason)

@@ -433,6 +433,9 @@ func (s *Server) establish(d *Dialog, tx sip.ServerTransaction, req *sip.Request
 	d.ackWait = ack
 	d.mu.Unlock()
 	s.dialogs.Store(d.key, d)
+	if d.transport != "udp" {
+		s.conns.addDialog(d.source)
+	}
 	s.stats.dialogs.Add(1)
 	res := s.build2xx(d, req, rep.Body)
 	if err := tx.Respond(res); err != nil {

@@ -29,6 +29,7 @@ type Server struct {
 	log     zerolog.Logger
 	handler Handler
 	certs   *certStore
+	conns   *connBook // TCP/TLS connection limits (connguard.go)
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -80,7 +81,7 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	trusted, _ := ParseTrusted(cfg.TrustedHosts)
-	s := &Server{log: log, handler: h, contacts: map[string]sip.ContactHeader{}}
+	s := &Server{log: log, handler: h, contacts: map[string]sip.ContactHeader{}, conns: newConnBook()}
 	pol := &policy{cfg: cfg, trusted: trusted, limiter: newRateLimiter(cfg.RateLimit)}
 	for _, e := range cfg.Listen {
 		if l, _ := ParseListen(e); l.Network == "tls" {
@@ -106,6 +107,12 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Server, error) {
 		// every UDP write, so it is set once, by the first server.
 		sip.UDPMTUSize = cfg.UDPMaxMessage + 200
 	})
+	// sipgo refuses whole messages over ParseMaxMessageLength (64 KiB)
+	// before we see them, which made sip.max_body_bytes's 413 unreachable:
+	// leave room for the largest body we accept plus headers, so the
+	// documented limit is the one that acts. (Read when the UA's parser is
+	// made, just below; it only ever grows.)
+	sip.ParseMaxMessageLength = max(sip.ParseMaxMessageLength, cfg.MaxBodyBytes+16<<10)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("cstagw"),
 		// Answers to our event INFOs over TCP/TLS (sent without a client
 		// transaction) match nothing; they need no handling or logging.
@@ -204,10 +211,13 @@ func (s *Server) Start() error {
 			}
 			bound = ln.Addr().String()
 			if l.Network == "tls" {
-				tln := tls.NewListener(ln, s.certs.serverConfig())
+				// The guard sits above TLS: it reads plaintext, so it
+				// can follow message boundaries.
+				tln := net.Listener(guardListener{Listener: tls.NewListener(ln, s.certs.serverConfig()), s: s})
 				s.serve(tln, func() error { return s.srv.ServeTLS(tln) })
 			} else {
-				s.serve(ln, func() error { return s.srv.ServeTCP(ln) })
+				gln := guardListener{Listener: ln, s: s}
+				s.serve(ln, func() error { return s.srv.ServeTCP(gln) })
 			}
 		}
 		s.mu.Lock()
@@ -304,6 +314,21 @@ type access struct {
 	identity string // the user the request speaks for
 	digest   bool   // authenticated by digest (identity from the account)
 	auth     authResult
+}
+
+// hostTrusted reports whether an address (no port) is in trusted_hosts.
+func (s *Server) hostTrusted(host string) bool {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.pol().trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // ipTrusted reports whether the source address is in trusted_hosts.
