@@ -4,6 +4,7 @@ package gateway_test
 // a legitimate client on the same gateway must still work.
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +225,29 @@ func TestDefaultBodyLimitAnswers413(t *testing.T) {
 	res := d.info(doc("GetCSTAFeatures", lcsExt(lineAlice)+pad))
 	assert.Equal(t, 413, res.StatusCode)
 	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind, "the dialog goes on")
+}
+
+// A UDP request whose Content-Length is larger than the datagram's body
+// is answered 400 (sipgo alone dropped it silently).
+func TestUDPContentLengthBeyondDatagramIs400(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	conn, err := net.Dial("udp", e.gw.SIPAddr("udp"))
+	require.NoError(t, err)
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	msg := "INFO sip:cstagw@" + e.gw.SIPAddr("udp") + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-cl1\r\n" +
+		"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:cstagw@example.com>;tag=b2\r\n" +
+		"Call-ID: cl-too-long\r\nCSeq: 2 INFO\r\nContent-Type: application/csta+xml\r\n" +
+		"Content-Length: 500\r\n\r\n<short/>"
+	_, err = conn.Write([]byte(msg))
+	require.NoError(t, err)
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 2048)
+	n, err := conn.Read(buf)
+	require.NoError(t, err, "no answer to a truncated datagram")
+	res := string(buf[:n])
+	assert.True(t, strings.HasPrefix(res, "SIP/2.0 400 "), res)
+	assert.Contains(t, res, "Call-ID: cl-too-long")
+	assert.Contains(t, res, "branch=z9hG4bK-cl1")
 }

@@ -202,7 +202,8 @@ func (s *Server) Start() error {
 				_ = uc.SetReadBuffer(udpReadBuffer)
 				_ = uc.SetWriteBuffer(udpReadBuffer)
 			}
-			s.serve(pc, func() error { return s.srv.ServeUDP(pc) })
+			gpc := udpGuard{PacketConn: pc, s: s}
+			s.serve(pc, func() error { return s.srv.ServeUDP(gpc) })
 		case "tcp", "tls":
 			ln, err := net.Listen("tcp", l.Addr)
 			if err != nil {
