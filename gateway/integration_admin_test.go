@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
@@ -137,10 +138,21 @@ func TestMetricsParseWithPrometheusParser(t *testing.T) {
 	id, err := e.sim.PlaceCall(extCaller, devAlice)
 	require.NoError(t, err)
 	d.waitEvent(mark, csta.KindDeliveredEvent, id)
-	_, body := httpGet(t, "http://"+e.gw.AdminAddr()+"/metrics")
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-	require.NoError(t, err)
+	// The event's latency is observed just after its INFO is written:
+	// scrape until it is in.
+	var fams map[string]*dto.MetricFamily
+	scrape := func() {
+		_, body := httpGet(t, "http://"+e.gw.AdminAddr()+"/metrics")
+		p := expfmt.NewTextParser(model.LegacyValidation)
+		var err error
+		fams, err = p.TextToMetricFamilies(strings.NewReader(body))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		scrape()
+		f := fams["cstagw_event_delivery_seconds"]
+		return f != nil && len(f.GetMetric()) > 0 && f.GetMetric()[0].GetHistogram().GetSampleCount() > 0
+	}, waitLong, pollInterval)
 	for _, name := range []string{"cstagw_sessions", "cstagw_requests_total", "cstagw_link_up", "go_goroutines",
 		"process_cpu_seconds_total", "cstagw_request_duration_seconds", "cstagw_cti_request_duration_seconds",
 		"cstagw_event_delivery_seconds"} {

@@ -80,12 +80,22 @@ func TestOneSessionUnderConcurrentRequestsAndEvents(t *testing.T) {
 			assert.Zero(t, busy)
 			// Exactly one final answer per request on the wire (UDP may
 			// repeat an answer for a retransmitted request, never change it).
+			// (The wire log may lag the transaction by a moment: wait.)
 			finals := map[uint32][]int{}
-			for _, en := range d.entries() {
-				if en.res != nil && en.res.CSeq().MethodName == sip.INFO {
-					finals[en.cseq] = append(finals[en.cseq], en.res.StatusCode)
+			require.Eventually(t, func() bool {
+				finals = map[uint32][]int{}
+				for _, en := range d.entries() {
+					if en.res != nil && en.res.CSeq().MethodName == sip.INFO {
+						finals[en.cseq] = append(finals[en.cseq], en.res.StatusCode)
+					}
 				}
-			}
+				for _, n := range cseqs {
+					if len(finals[n]) == 0 {
+						return false
+					}
+				}
+				return true
+			}, waitLong, pollInterval, "every request's answer on the wire")
 			for i, n := range cseqs {
 				got := finals[n]
 				if network == "tcp" {

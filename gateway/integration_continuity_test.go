@@ -299,15 +299,19 @@ func TestFallbackPaced(t *testing.T) {
 
 	// The moved sessions were told SystemStatus normal; when each was told
 	// gives the pace: never more than perSecond in one second.
+	// (A session is re-pinned before its INFO goes out: wait for them.)
 	var at []time.Time
-	for _, d := range ds {
-		for _, e := range d.entries() {
-			if e.req != nil && e.msg != nil && e.msg.Kind == csta.KindSystemStatus && e.msg.SystemStatus == "normal" {
-				at = append(at, e.at)
+	require.Eventually(t, func() bool {
+		at = at[:0]
+		for _, d := range ds {
+			for _, e := range d.entries() {
+				if e.req != nil && e.msg != nil && e.msg.Kind == csta.KindSystemStatus && e.msg.SystemStatus == "normal" {
+					at = append(at, e.at)
+				}
 			}
 		}
-	}
-	require.Equal(t, on["cti-a"], len(at))
+		return len(at) == on["cti-a"]
+	}, waitLong, pollInterval, "one SystemStatus normal per moved session")
 	sortTimes(at)
 	for i := 0; i+perSecond < len(at); i++ {
 		assert.GreaterOrEqual(t, at[i+perSecond].Sub(at[i]), 900*time.Millisecond, "more than %d moves in a second", perSecond)

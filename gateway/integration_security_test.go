@@ -1113,21 +1113,42 @@ func TestTCPConnectionHygiene(t *testing.T) {
 	closed, _ = closedWithin(slow, 5*time.Second)
 	assert.True(t, closed, "a trickled message was waited for")
 
-	// Per-source cap: three connections, the fourth is closed at once.
-	var keep []net.Conn
-	for i := 0; i < 3; i++ {
-		keep = append(keep, dial())
-	}
-	fourth := dial()
-	closed, took = closedWithin(fourth, time.Second)
-	assert.True(t, closed, "a fourth connection from one untrusted address was kept")
-	assert.Less(t, took, 200*time.Millisecond, "the fourth connection must be refused at once")
-	for _, c := range keep {
-		c.Close()
-	}
-
 	// The trusted client's dialog connection stayed through all of it.
 	time.Sleep(2200 * time.Millisecond) // over two idle timeouts of silence
 	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind)
 	assert.False(t, d.byeReceived())
+}
+
+// One untrusted address gets at most sip.max_connections_per_source
+// connections; the next is closed at once. A trusted address is not
+// capped per address.
+func TestTCPConnectionsCappedPerSource(t *testing.T) {
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) {
+		c.SIP.TrustedHosts = []string{"127.0.0.1/32"}
+		c.SIP.MaxConnectionsPerSource = 3
+	}})
+	dial := func(from string) net.Conn {
+		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: time.Second}
+		c, err := dl.Dial("tcp", e.gw.SIPAddr("tcp"))
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	open := func(c net.Conn) bool { // still open after a short wait
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 16))
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
+	var keep []net.Conn
+	for i := 0; i < 3; i++ {
+		keep = append(keep, dial("127.0.0.2"))
+	}
+	assert.False(t, open(dial("127.0.0.2")), "a fourth connection from one untrusted address was kept")
+	for _, c := range keep {
+		assert.True(t, open(c), "a connection within the cap was closed")
+	}
+	for i := 0; i < 5; i++ {
+		assert.True(t, open(dial("127.0.0.1")), "the trusted address is not capped per address")
+	}
 }
