@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/cstagw/cstagw/gateway"
+	"github.com/cstagw/cstagw/gateway/ldapdir"
 )
 
 func main() {
@@ -26,8 +28,12 @@ func main() {
 			fmt.Fprintln(os.Stderr, "cstagw: -check needs -config FILE")
 			os.Exit(2)
 		}
-		if _, err := gateway.LoadConfig(*configPath); err != nil {
+		cfg, err := gateway.LoadConfig(*configPath)
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "cstagw: %s is not valid:\n%v\n", *configPath, err)
+			os.Exit(1)
+		}
+		if cfg.Directory.LDAP != nil && !checkLDAP(*cfg.Directory.LDAP) {
 			os.Exit(1)
 		}
 		fmt.Printf("cstagw: %s is valid\n", *configPath)
@@ -77,4 +83,27 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	defer cancel()
 	g.Shutdown(ctx)
+}
+
+// checkLDAP binds and searches as the running gateway would, and says what
+// it found, or what failed with its key.
+func checkLDAP(c ldapdir.Config) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	r, err := c.Search(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cstagw: directory.ldap.%v\n", err)
+		return false
+	}
+	fmt.Printf("cstagw: directory.ldap: %s: %d users, %d lines from %d entries in %s",
+		c.URL, len(r.Users), r.Lines, r.Entries, time.Since(start).Round(time.Millisecond))
+	if r.Skipped > 0 || r.SkippedLines > 0 {
+		fmt.Printf("; skipped %d entries and %d lines, e.g.:", r.Skipped, r.SkippedLines)
+		for _, e := range r.Examples {
+			fmt.Printf("\n  %s", e)
+		}
+	}
+	fmt.Println()
+	return true
 }
