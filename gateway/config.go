@@ -13,6 +13,7 @@ import (
 
 	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/gateway/ldapdir"
 	"github.com/cstagw/cstagw/sipstack"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 // DirectoryConfig maps users to the line appearances they may control.
 type DirectoryConfig struct {
 	Users []UserConfig `yaml:"users"`
+	// LDAP, when set, takes users and lines from LDAP / Active Directory
+	// as well; for the same user the file wins.
+	LDAP *ldapdir.Config `yaml:"ldap"`
 }
 
 // UserConfig is one user.
@@ -137,6 +141,10 @@ func (c Config) WithDefaults() Config {
 		c.Log.Format = "json"
 	}
 	c.Runtime = c.Runtime.withDefaults()
+	if c.Directory.LDAP != nil {
+		l := c.Directory.LDAP.WithDefaults()
+		c.Directory.LDAP = &l // a copy: the caller's Config keeps its own
+	}
 	return c
 }
 
@@ -151,6 +159,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := NewDirectory(c.Directory); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Directory.LDAP != nil {
+		if err := c.Directory.LDAP.WithDefaults().Validate("directory.ldap"); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if _, err := csta.CompileRules(c.Numbering.Dial); err != nil {
 		errs = append(errs, prefixErr("numbering.dial", err))

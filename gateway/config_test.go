@@ -108,3 +108,67 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		assert.Contains(t, err.Error(), tt.want, tt.yaml)
 	}
 }
+
+const ldapYAML = `
+cti:
+  links: [{address: 127.0.0.1:1}]
+directory:
+  ldap:
+    url: ldaps://dc1.corp.example.net
+    bind_dn: "CN=svc-cstagw,OU=Service,DC=corp,DC=example,DC=net"
+    password_env: CSTAGW_TEST_LDAP_PW
+    base_dn: "OU=Users,DC=corp,DC=example,DC=net"
+    device: {match: 'ext=(\d+)', replace: '$1'}
+    refresh: 2m
+    page_size: 1000
+`
+
+func TestConfigLDAPParses(t *testing.T) {
+	t.Setenv("CSTAGW_TEST_LDAP_PW", "not-used")
+	cfg, err := ParseConfig([]byte(ldapYAML))
+	require.NoError(t, err)
+	l := cfg.Directory.LDAP
+	require.NotNil(t, l)
+	assert.Equal(t, 2*time.Minute, l.Refresh)
+	assert.Equal(t, 1000, l.PageSize)
+	assert.Equal(t, `ext=(\d+)`, l.Device.Match)
+	assert.Equal(t, "(msRTCSIP-Line=*)", l.Filter, "defaults applied")
+	assert.Equal(t, "msRTCSIP-PrimaryUserAddress", l.UserAttribute)
+	assert.Equal(t, "msRTCSIP-Line", l.LineAttribute)
+
+	cfg, err = ParseConfig([]byte("cti:\n  links: [{address: 127.0.0.1:1}]\n"))
+	require.NoError(t, err)
+	assert.Nil(t, cfg.Directory.LDAP, "no directory.ldap: no LDAP source")
+}
+
+func TestConfigLDAPErrorsNameTheKey(t *testing.T) {
+	t.Setenv("CSTAGW_TEST_LDAP_PW", "not-used")
+	tests := []struct{ from, to, want string }{
+		{"refresh: 2m", "refresh: often", "directory.ldap.refresh (line"},
+		{"refresh: 2m", "refresh: 10ms", "directory.ldap.refresh: 10ms"},
+		{"page_size: 1000", "page_size: many", "directory.ldap.page_size (line"},
+		{"page_size: 1000", "pagesize: 1000", "directory.ldap.pagesize (line"},
+		{"device: {match: 'ext=(\\d+)', replace: '$1'}", "device: {match: 'ext=(\\d+)', replace: '$2'}", "directory.ldap.device: replace"},
+		{"device: {match: 'ext=(\\d+)', replace: '$1'}", "device: {mtch: x}", "directory.ldap.device.mtch (line"},
+		{"device: {match: 'ext=(\\d+)', replace: '$1'}", "device_attribute: ''", "directory.ldap.device: neither"},
+		{"url: ldaps://dc1.corp.example.net", "url: ldap://dc1.corp.example.net", "directory.ldap.start_tls"},
+		{"url: ldaps://dc1.corp.example.net", "url: http://dc1", "directory.ldap.url"},
+		{"password_env: CSTAGW_TEST_LDAP_PW", "password_env: CSTAGW_TEST_LDAP_UNSET", "directory.ldap.password_env"},
+		{"password_env: CSTAGW_TEST_LDAP_PW", "password_file: /nonexistent/pw", "directory.ldap.password_file"},
+		{`base_dn: "OU=Users,DC=corp,DC=example,DC=net"`, "base_dn: ''", "directory.ldap.base_dn: missing"},
+		{"page_size: 1000", "filter: '(msRTCSIP-Line=*'", "directory.ldap.filter"},
+	}
+	for _, tt := range tests {
+		y := strings.Replace(ldapYAML, tt.from, tt.to, 1)
+		require.NotEqual(t, ldapYAML, y, tt.from)
+		_, err := ParseConfig([]byte(y))
+		require.Error(t, err, tt.to)
+		assert.Contains(t, err.Error(), tt.want, tt.to)
+	}
+	// Every problem at once.
+	y := strings.NewReplacer("refresh: 2m", "refresh: 1ms", "page_size: 1000", "page_size: -1").Replace(ldapYAML)
+	_, err := ParseConfig([]byte(y))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "directory.ldap.refresh")
+	assert.Contains(t, err.Error(), "directory.ldap.page_size")
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test cstagw has: it first installs what the tests need when it is
-# missing (Go modules; sipp from Debian's sip-tester and kamailio, via apt-get),
+# missing (Go modules; sipp from Debian's sip-tester, kamailio, and OpenLDAP's
+# slapd and ldap-utils for the LDAP directory tests, via apt-get),
 # then checks gofmt and go mod tidy, runs go vet and the Go unit,
 # integration and end-to-end tests (the sipp
 # and Kamailio scenarios are driven from Go tests under test/).
@@ -13,6 +14,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
+# slapd lives in /usr/sbin, which a non-root PATH may lack.
+{ command -v slapd || [ -x /usr/sbin/slapd ]; } >/dev/null 2>&1 || missing+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test/all.sh: installing ${missing[*]}"
   $SUDO apt-get update -qq

@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/cstagw/cstagw/gateway"
+	"github.com/cstagw/cstagw/gateway/ldapdir"
 )
 
 func main() {
@@ -35,6 +37,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "cstagw: warning: sip.trusted_hosts opens the gateway to everyone: anyone who reaches it can control any user's phone (%s)\n", who)
 		} else {
 			fmt.Printf("cstagw: SIP requests accepted from: %s\n", who)
+		}
+		if cfg.Directory.LDAP != nil && !checkLDAP(*cfg.Directory.LDAP) {
+			os.Exit(1)
 		}
 		fmt.Printf("cstagw: %s is valid\n", *configPath)
 		return
@@ -92,4 +97,27 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	defer cancel()
 	g.Shutdown(ctx)
+}
+
+// checkLDAP binds and searches as the running gateway would, and says what
+// it found, or what failed with its key.
+func checkLDAP(c ldapdir.Config) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	r, err := c.Search(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cstagw: directory.ldap.%v\n", err)
+		return false
+	}
+	fmt.Printf("cstagw: directory.ldap: %s: %d users, %d lines from %d entries in %s",
+		c.URL, len(r.Users), r.Lines, r.Entries, time.Since(start).Round(time.Millisecond))
+	if r.Skipped > 0 || r.SkippedLines > 0 {
+		fmt.Printf("; skipped %d entries and %d lines, e.g.:", r.Skipped, r.SkippedLines)
+		for _, e := range r.Examples {
+			fmt.Printf("\n  %s", e)
+		}
+	}
+	fmt.Println()
+	return true
 }
