@@ -20,6 +20,7 @@ import (
 
 	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/gateway/ldapdir"
 	"github.com/cstagw/cstagw/sipstack"
 )
 
@@ -51,6 +52,8 @@ type Gateway struct {
 	cont     continuity
 	mover    *mover
 	reload   reloadState
+	ldapSrc  *ldapdir.Source // directory.ldap, when configured
+	ldapStop context.CancelFunc
 
 	admin     *http.Server
 	adminAddr string
@@ -110,6 +113,7 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 // Start dials the CTI links, opens the SIP listeners and the admin HTTP.
 func (g *Gateway) Start() error {
 	g.started = time.Now()
+	g.startLDAP() // its first load is in before the first sign-in
 	g.pool.Start()
 	if err := g.sip.Start(); err != nil {
 		g.pool.Close()
@@ -151,6 +155,7 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 	g.draining.Store(true)
 	g.sip.Drain()
 	g.stopContinuity() // no more moves: the sessions are ending
+	g.stopLDAP()
 	g.mu.Lock()
 	all := make([]*Session, 0, len(g.sessions))
 	for _, s := range g.sessions {

@@ -198,11 +198,14 @@ var (
 	descLinkReconnects = prometheus.NewDesc("cstagw_link_reconnects_total", "Reconnections of a CTI link.", []string{"link"}, nil)
 	descLinkSessions   = prometheus.NewDesc("cstagw_link_sessions", "Sessions pinned to a CTI link.", []string{"link"}, nil)
 	descLinkOutstand   = prometheus.NewDesc("cstagw_link_outstanding", "CTI requests awaiting an answer.", []string{"link"}, nil)
+	descDirUp          = prometheus.NewDesc("cstagw_directory_source_up", "Whether a directory source's last load succeeded.", []string{"source"}, nil)
+	descDirLast        = prometheus.NewDesc("cstagw_directory_last_success_timestamp_seconds", "When a directory source last loaded (Unix time).", []string{"source"}, nil)
 )
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descDialogs, descInfoSent, descInfoFailed, descParseErrors, descAuthFailures,
-		descAuthLockouts, descLinkUp, descLinkState, descLinkGeneration, descLinkRTT, descLinkReconnects, descLinkSessions, descLinkOutstand} {
+		descAuthLockouts, descLinkUp, descLinkState, descLinkGeneration, descLinkRTT, descLinkReconnects, descLinkSessions, descLinkOutstand,
+		descDirUp, descDirLast} {
 		ch <- d
 	}
 }
@@ -222,6 +225,18 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	count(descInfoFailed, float64(ss.InfoFailed))
 	count(descAuthFailures, float64(ss.AuthFailures))
 	count(descAuthLockouts, float64(ss.AuthLockouts))
+	gauge(descDirUp, 1, "file")
+	gauge(descDirLast, float64(c.g.configLoaded().Unix()), "file")
+	if src := c.g.ldapSrc; src != nil {
+		up := 0.0
+		if src.Up() {
+			up = 1
+		}
+		gauge(descDirUp, up, src.Name())
+		if t := src.LastSuccess(); !t.IsZero() {
+			gauge(descDirLast, float64(t.Unix()), src.Name())
+		}
+	}
 	for tr, n := range sipstack.ParseErrors() {
 		count(descParseErrors, float64(n), tr)
 	}

@@ -114,6 +114,17 @@ func (g *Gateway) Apply(cfg Config) (ReloadResult, error) {
 	defer g.reload.mu.Unlock()
 	old := g.live.Load()
 	res := ReloadResult{Generation: old.generation + 1}
+	if g.ldapSrc != nil || cfg.Directory.LDAP != nil {
+		// The LDAP source runs with the settings it started with; its
+		// users are merged into the new file's.
+		if !reflect.DeepEqual(old.cfg.Directory.LDAP, cfg.Directory.LDAP) {
+			res.NeedsRestart = append(res.NeedsRestart, "directory.ldap")
+			cfg.Directory.LDAP = old.cfg.Directory.LDAP
+		}
+		if g.ldapSrc != nil {
+			dir, _ = mergeDirectory(cfg.Directory, g.ldapSrc.Users())
+		}
+	}
 
 	// What cannot change live is kept as it runs and named.
 	restart := func(name string, a, b any) {
