@@ -1152,3 +1152,38 @@ func TestTCPConnectionsCappedPerSource(t *testing.T) {
 		assert.True(t, open(dial("127.0.0.1")), "the trusted address is not capped per address")
 	}
 }
+
+// With no trust configured at all (no trusted_hosts, no client CA, no
+// digest accounts) only loopback sources are served: a sign-in from this
+// machine's own non-loopback address is refused over a real socket, one
+// from 127.0.0.1 works.
+func TestNoTrustConfiguredServesLoopbackOnly(t *testing.T) {
+	ip := nonLoopbackIPv4(t)
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) {
+		c.SIP.TrustedHosts = nil
+		c.SIP.Listen = []string{"udp:127.0.0.1:0", "tcp:" + net.JoinHostPort(ip, "0")}
+	}})
+	signIn(t, e.udp(), userAlice, lineAlice)
+
+	remote := newTCPClientFrom(t, e.gw.SIPAddr("tcp"), ip)
+	d, res := remote.invite(inviteOpts{user: userBob, line: lineBob})
+	assert.Nil(t, d)
+	assert.Equal(t, 403, res.StatusCode, "INVITE from %s with no trust configured", ip)
+	assert.Equal(t, 403, remote.mustDo(remote.outOfDialog(sip.OPTIONS, userBob, "")).StatusCode)
+	assert.Equal(t, 1, e.gw.Sessions())
+}
+
+// nonLoopbackIPv4 returns an address of this machine outside 127.0.0.0/8,
+// or skips the test when there is none.
+func nonLoopbackIPv4(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	require.NoError(t, err)
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("no non-loopback IPv4 address on this machine")
+	return ""
+}
