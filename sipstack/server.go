@@ -333,19 +333,7 @@ func (s *Server) hostTrusted(host string) bool {
 }
 
 // ipTrusted reports whether the source address is in trusted_hosts.
-func (s *Server) ipTrusted(req *sip.Request) bool {
-	a, err := netip.ParseAddr(hostOf(req.Source()))
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range s.pol().trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) ipTrusted(req *sip.Request) bool { return s.hostTrusted(hostOf(req.Source())) }
 
 // check decides access for a request outside a dialog (d == nil) or inside
 // one. Trusted: a source in trusted_hosts, or a TLS peer whose certificate
