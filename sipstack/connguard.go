@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -214,31 +213,42 @@ func (m *msgScan) feed(p []byte, now time.Time) {
 		}
 		end := from + i + 4
 		cl := contentLength(m.hdr[:end])
-		rest := append([]byte(nil), m.hdr[end:]...)
+		// What follows the headers is processed in place: the next
+		// append to hdr copies it to the front of the same array
+		// (memmove), so nothing is allocated per message.
+		p = m.hdr[end:]
 		m.hdr = m.hdr[:0]
 		m.body = cl
 		if cl == 0 {
 			m.inMsg = false
 		}
-		p = rest
 	}
 }
 
 // contentLength reads Content-Length (or its compact form l) from a
 // header block; 0 when absent or unreadable.
 func contentLength(h []byte) int {
-	for _, line := range bytes.Split(h, []byte("\r\n")) {
+	for len(h) > 0 {
+		line := h
+		if i := bytes.Index(h, []byte("\r\n")); i >= 0 {
+			line, h = h[:i], h[i+2:]
+		} else {
+			h = nil
+		}
 		i := bytes.IndexByte(line, ':')
 		if i <= 0 {
 			continue
 		}
 		name := bytes.TrimSpace(line[:i])
 		if bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l")) {
-			n, err := strconv.Atoi(string(bytes.TrimSpace(line[i+1:])))
-			if err == nil && n > 0 {
-				return n
+			n := 0
+			for _, c := range bytes.TrimSpace(line[i+1:]) {
+				if c < '0' || c > '9' || n > 1<<30 {
+					return 0
+				}
+				n = n*10 + int(c-'0')
 			}
-			return 0
+			return n
 		}
 	}
 	return 0
