@@ -65,7 +65,7 @@ func (g *Gateway) Status() Status {
 	st.Sessions = len(g.sessions)
 	per := map[string]int{}
 	for l, ss := range g.byLink {
-		per[l.Name()] = len(ss)
+		per[l.Name()] += len(ss) // a re-added link shares its name with the removed one
 	}
 	g.mu.Unlock()
 	st.Dialogs = g.sip.Stats().Dialogs

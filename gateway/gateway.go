@@ -273,7 +273,8 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	if lineText == "" {
 		lineText = strings.Clone(req.RequestUser)
 	}
-	lines := g.directory().Lines(req.Identity)
+	dir := g.directory()
+	lines := dir.Lines(req.Identity)
 	if lines == nil {
 		g.metrics.refusals.With("user").Inc()
 		log.Warn().Msg("INVITE from a user not in the directory: 403")
@@ -321,6 +322,24 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	// lines that concern the link name it themselves.
 	s.log = g.log.With().Str("session", s.id).Str("call_id", req.CallID).Logger()
 	g.mu.Lock()
+	if g.directory() != dir {
+		// A reload changed the directory while this INVITE was checked:
+		// decide again on the new one, so that a removed user or line
+		// cannot slip in past the reload's sweep of the sessions.
+		if nl := g.directory().Lines(req.Identity); nl == nil {
+			lines = nil
+		} else if l2, err := findLine(nl, lineText); err != nil {
+			lines = nil
+		} else {
+			s.lines, s.line = nl, l2
+		}
+		if lines == nil {
+			g.mu.Unlock()
+			g.unreserve(s.user)
+			g.metrics.refusals.With("user").Inc()
+			return sipstack.Reply{Status: 403, Reason: "Forbidden"}
+		}
+	}
 	g.sessions[s.id] = s
 	if g.byLink[link] == nil {
 		g.byLink[link] = map[*Session]struct{}{}
@@ -386,6 +405,9 @@ func (g *Gateway) forget(s *Session, mons map[string]*monitorRef) {
 	delete(g.sessions, s.id)
 	if m := g.byLink[s.link]; m != nil {
 		delete(m, s)
+		if len(m) == 0 && s.link.Removed() {
+			delete(g.byLink, s.link)
+		}
 	}
 	if g.perUser[s.user]--; g.perUser[s.user] <= 0 {
 		delete(g.perUser, s.user)

@@ -298,6 +298,7 @@ func (s *Session) move(j *moveJob) moveResult {
 	undo := func() {
 		for _, nr := range news {
 			if nr != nil {
+				nr.dead = true // events it queued meanwhile are not sent
 				nr.w.detach(nr)
 			}
 		}
@@ -334,6 +335,9 @@ func (s *Session) move(j *moveJob) moveResult {
 	s.state = transition(s.state, evMoved)
 	if m := g.byLink[from]; m != nil {
 		delete(m, s)
+		if len(m) == 0 && from.Removed() {
+			delete(g.byLink, from)
+		}
 	}
 	if g.byLink[to] == nil {
 		g.byLink[to] = map[*Session]struct{}{}
@@ -345,6 +349,9 @@ func (s *Session) move(j *moveJob) moveResult {
 	lost := !to.Up() || to.Generation() != gen
 	if lost {
 		s.state = transition(s.state, evLinkDown)
+		if g.conf().CTI.Resume() {
+			g.cont.resume[to] = true // it may be back already: look again
+		}
 	}
 	s.mu.Unlock()
 	g.mu.Unlock()
@@ -402,7 +409,7 @@ func (s *Session) busy() bool {
 func (s *Session) staleGeneration() {
 	if s.g.conf().CTI.Resume() {
 		s.fire(evResume)
-		s.g.kickContinuity()
+		s.g.markResume(s.link)
 		return
 	}
 	s.fire(evNewGen)
@@ -455,6 +462,15 @@ func (g *Gateway) stopContinuity() {
 	}
 	g.mover.close()
 	g.cont.wg.Wait()
+}
+
+// markResume asks the scan to look for sessions behind link's generation
+// (a session found it moved on before the link's Up reached it).
+func (g *Gateway) markResume(link *ctipool.Link) {
+	g.mu.Lock()
+	g.cont.resume[link] = true
+	g.mu.Unlock()
+	g.kickContinuity()
 }
 
 func (g *Gateway) kickContinuity() {
@@ -719,7 +735,7 @@ func (g *Gateway) linkSessions() map[string]int {
 	defer g.mu.Unlock()
 	out := make(map[string]int, len(g.byLink))
 	for l, ss := range g.byLink {
-		out[l.Name()] = len(ss)
+		out[l.Name()] += len(ss)
 	}
 	return out
 }

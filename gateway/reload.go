@@ -152,9 +152,7 @@ func (g *Gateway) Apply(cfg Config) (ReloadResult, error) {
 	dirChanged := changed("directory", old.cfg.Directory, cfg.Directory)
 	changed("numbering", old.cfg.Numbering, cfg.Numbering)
 	changed("gateway", old.cfg.Gateway, cfg.Gateway)
-	if changed("log.level", old.cfg.Log.Level, cfg.Log.Level) {
-		setLogLevel(cfg.Log.Level)
-	}
+	levelChanged := changed("log.level", old.cfg.Log.Level, cfg.Log.Level)
 	if changed("sip", old.cfg.SIP, cfg.SIP) {
 		if err := g.sip.Reconfigure(cfg.SIP); err != nil {
 			return ReloadResult{}, g.reloadFailed(err)
@@ -167,6 +165,9 @@ func (g *Gateway) Apply(cfg Config) (ReloadResult, error) {
 		g.pool.Reconfigure(cfg.CTI)
 	}
 
+	if levelChanged { // only now: a reload refused above changes nothing
+		setLogLevel(cfg.Log.Level)
+	}
 	g.live.Store(&liveConfig{cfg: cfg, dir: dir, num: num, limits: csta.Limits{MaxBytes: cfg.SIP.MaxBodyBytes},
 		generation: res.Generation, loadedAt: time.Now()})
 	g.reload.emu.Lock()

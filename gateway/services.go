@@ -25,7 +25,7 @@ func (s *Session) handle(hctx context.Context, req *sipstack.Request, replay *[]
 		// The link came back under a new generation before we were told.
 		if s.g.conf().CTI.Resume() {
 			st = s.fire(evResume)
-			s.g.kickContinuity()
+			s.g.markResume(s.link)
 		} else {
 			st = s.fire(evNewGen)
 		}

@@ -399,7 +399,7 @@ type replayed struct {
 
 // onLink applies a state change of the pinned link.
 func (s *Session) onLink(ls ctipool.LinkState) {
-	if ls.Name != s.link.Name() {
+	if ls.Link != nil && ls.Link != s.link || ls.Link == nil && ls.Name != s.link.Name() {
 		return // news of a link the session has moved away from
 	}
 	prev := s.State()

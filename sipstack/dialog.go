@@ -34,7 +34,7 @@ type Dialog struct {
 	routeSet   []string       // Record-Route values, in order (UAS route set)
 	routeDest  string         // where requests go when routeSet is set
 	// authIdentity is the digest account a direct client authenticated
-	// as (\"\" for a dialog through a trusted proxy).
+	// as ("" for a dialog through a trusted proxy).
 	authIdentity string
 	contact      sip.ContactHeader
 

@@ -318,14 +318,16 @@ type access struct {
 }
 
 // hostTrusted reports whether an address (no port) is in trusted_hosts.
-func (s *Server) hostTrusted(host string) bool {
+func (s *Server) hostTrusted(host string) bool { return s.hostTrustedIn(s.pol(), host) }
+
+func (s *Server) hostTrustedIn(p *policy, host string) bool {
 	a, err := netip.ParseAddr(host)
 	if err != nil {
 		return false
 	}
 	a = a.Unmap()
-	for _, p := range s.pol().trusted {
-		if p.Contains(a) {
+	for _, pre := range p.trusted {
+		if pre.Contains(a) {
 			return true
 		}
 	}
@@ -343,7 +345,8 @@ func (s *Server) ipTrusted(req *sip.Request) bool { return s.hostTrusted(hostOf(
 // only loopback sources are served: opening to everyone is an explicit
 // trusted_hosts: ["0.0.0.0/0", "::/0"].
 func (s *Server) check(req *sip.Request, d *Dialog) access {
-	if (len(s.pol().trusted) > 0 && s.ipTrusted(req)) ||
+	p := s.pol() // one policy for the whole decision, whatever a reload does meanwhile
+	if (len(p.trusted) > 0 && s.hostTrustedIn(p, hostOf(req.Source()))) ||
 		(strings.EqualFold(req.Transport(), "tls") && s.certs.mutualTLS()) {
 		return access{ok: true, trusted: true, identity: s.assertedIdentity(req)}
 	}
@@ -357,14 +360,14 @@ func (s *Server) check(req *sip.Request, d *Dialog) access {
 	}
 	// In a dialog made through a trusted proxy, digest credentials of some
 	// account do not let anyone else in: only an initial request is verified.
-	if d == nil && s.pol().auth != nil {
-		r := s.pol().auth.authenticate(req, hostOf(req.Source()), false, time.Now())
+	if d == nil && p.auth != nil {
+		r := p.auth.authenticate(req, hostOf(req.Source()), false, time.Now())
 		if r.verdict == authOK {
 			return access{ok: true, identity: r.uri, digest: true}
 		}
 		return access{auth: r}
 	}
-	if len(s.pol().trusted) == 0 && !s.certs.mutualTLS() && s.pol().auth == nil && isLoopback(req.Source()) {
+	if len(p.trusted) == 0 && !s.certs.mutualTLS() && p.auth == nil && isLoopback(req.Source()) {
 		return access{ok: true, identity: fromIdentity(req)}
 	}
 	return access{}
