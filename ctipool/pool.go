@@ -9,6 +9,7 @@ package ctipool
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,7 @@ func (p *Pool) RemoveLink(l *Link) {
 			links = append(links, o)
 		}
 	}
+	links = slices.Clip(links) // readers that append get their own array
 	p.links.Store(&links)
 }
 
