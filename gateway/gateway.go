@@ -48,12 +48,14 @@ type Gateway struct {
 	perUser  map[string]int
 	reserved int
 	byUser   map[string]map[*Session]struct{}
-	watches  map[watchKey]*deviceWatch
-	cont     continuity
-	mover    *mover
-	reload   reloadState
-	ldapSrc  *ldapdir.Source // directory.ldap, when configured
-	ldapStop context.CancelFunc
+	// loggedState is the last state logged per link (under mu).
+	loggedState map[*ctipool.Link]ctipool.State
+	watches     map[watchKey]*deviceWatch
+	cont        continuity
+	mover       *mover
+	reload      reloadState
+	ldapSrc     *ldapdir.Source // directory.ldap, when configured
+	ldapStop    context.CancelFunc
 
 	admin     *http.Server
 	adminAddr string
@@ -84,7 +86,9 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 		byLink:   map[*ctipool.Link]map[*Session]struct{}{},
 		perUser:  map[string]int{},
 		byUser:   map[string]map[*Session]struct{}{},
-		watches:  map[watchKey]*deviceWatch{},
+
+		loggedState: map[*ctipool.Link]ctipool.State{},
+		watches:     map[watchKey]*deviceWatch{},
 		cont: continuity{
 			kick:     make(chan struct{}, 1),
 			fallback: make(chan struct{}, 1),
@@ -442,8 +446,14 @@ func (g *Gateway) onLinkState(ls ctipool.LinkState) {
 		affected = append(affected, s)
 	}
 	g.continuityLinkState(link, ls)
+	// A dead link cycles connecting → down on every attempt: say "down"
+	// once per outage, not once per attempt.
+	logIt := (ls.State == ctipool.StateUp || ls.State == ctipool.StateDown) && g.loggedState[link] != ls.State
+	if logIt {
+		g.loggedState[link] = ls.State
+	}
 	g.mu.Unlock()
-	if ls.State == ctipool.StateUp || ls.State == ctipool.StateDown {
+	if logIt {
 		g.log.Info().Str("link", ls.Name).Str("state", ls.State.String()).Uint64("generation", ls.Generation).
 			Int("sessions", len(affected)).AnErr("cause", ls.Err).Msg("CTI link state")
 	}
