@@ -34,10 +34,7 @@ const (
 	DefaultReadTimeout           = 10 * time.Second
 	DefaultMaxConnections        = 20000
 	DefaultMaxConnectionsPerPeer = 32
-	// idleRecheck bounds how long a read of a connection with a dialog
-	// waits before it looks again whether the dialog is still there.
-	idleRecheck   = 30 * time.Second
-	maxHeaderScan = 64 << 10
+	maxHeaderScan                = 64 << 10
 )
 
 // connBook counts accepted connections and the dialogs each source holds.
@@ -134,16 +131,13 @@ func (c *guardConn) Close() error {
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	for {
+		// Whether a dialog lives on the connection is asked only when the
+		// idle deadline passes, not on every read: the dialog book is
+		// shared by every connection.
 		cfg := c.s.conf()
-		now := time.Now()
-		var deadline time.Time
-		switch {
-		case c.scan.inMsg:
+		deadline := time.Now().Add(cfg.TCPIdleTimeout)
+		if c.scan.inMsg {
 			deadline = c.scan.start.Add(cfg.ReadTimeout)
-		case c.s.conns.hasDialog(c.remote):
-			deadline = now.Add(idleRecheck)
-		default:
-			deadline = now.Add(cfg.TCPIdleTimeout)
 		}
 		_ = c.Conn.SetReadDeadline(deadline)
 		n, err := c.Conn.Read(p)
