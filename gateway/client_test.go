@@ -251,29 +251,14 @@ func (c *sipClient) enter() bool {
 	return true
 }
 
-func (c *sipClient) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	if !c.enter() {
-		return
-	}
-	defer c.handlers.Done()
-	cid := ""
-	if h := req.CallID(); h != nil {
-		cid = string(*h)
-	}
-	d := c.dialog(cid)
-	if d == nil {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-		return
-	}
-	if d.silent.Load() {
-		return // sipe never answers an INFO it receives
-	}
-	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
-}
+func (c *sipClient) onInfo(req *sip.Request, tx sip.ServerTransaction)   { c.answerInDialog(req, tx) }
+func (c *sipClient) onUpdate(req *sip.Request, tx sip.ServerTransaction) { c.answerInDialog(req, tx) }
 
-// onUpdate answers the gateway's session refresh, unless the dialog is
-// silent (a client that is gone).
-func (c *sipClient) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+// answerInDialog answers the gateway's INFO (an event) or UPDATE (our
+// refresh) 200, 481 for a dialog we do not know, and not at all for a
+// silent dialog (sipe never answers an INFO; a client that is gone
+// answers nothing).
+func (c *sipClient) answerInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	if !c.enter() {
 		return
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
 	"github.com/cstagw/cstagw/gateway"
-	"github.com/cstagw/cstagw/test/ctisim"
 )
 
 func TestAdminEndpoints(t *testing.T) {
@@ -63,8 +62,7 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 
 	// No link up: not ready, link_up 0.
-	require.NoError(t, e.sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultRefuse}))
-	require.NoError(t, e.sim.SetFault(0, ctisim.Fault{Kind: ctisim.FaultDrop}))
+	killNode(t, e, 0)
 	require.Eventually(t, func() bool { c, _ := httpGet(t, base+"/readyz"); return c == 503 }, waitLong, pollInterval)
 	_, body = httpGet(t, base+"/metrics")
 	assert.Regexp(t, regexp.MustCompile(`(?m)^cstagw_link_up\{link="cti-a"\} 0$`), body)

@@ -40,14 +40,6 @@ func signInOn(t *testing.T, e *testEnv, c *sipClient, user, line, link string) *
 	return d
 }
 
-// killNode drops a ctisim node for good: every connection closed, new ones
-// refused.
-func killNode(t *testing.T, e *testEnv, i int) {
-	t.Helper()
-	require.NoError(t, e.sim.SetFault(i, ctisim.Fault{Kind: ctisim.FaultRefuse}))
-	require.NoError(t, e.sim.SetFault(i, ctisim.Fault{Kind: ctisim.FaultDrop}))
-}
-
 // statuses returns the SystemStatus values the client was sent, in order.
 func statuses(d *dialog) []string {
 	var out []string

@@ -258,6 +258,14 @@ func invited(t *testing.T, c *sipClient, user, line string) *dialog {
 	return d
 }
 
+// killNode drops a ctisim node for good: every connection closed, new ones
+// refused.
+func killNode(t *testing.T, e *testEnv, i int) {
+	t.Helper()
+	require.NoError(t, e.sim.SetFault(i, ctisim.Fault{Kind: ctisim.FaultRefuse}))
+	require.NoError(t, e.sim.SetFault(i, ctisim.Fault{Kind: ctisim.FaultDrop}))
+}
+
 // simCall returns a call of the switch by id.
 func simCall(sim *ctisim.Sim, id string) (ctisim.CallState, bool) {
 	for _, c := range sim.State().Calls {

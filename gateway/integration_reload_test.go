@@ -26,16 +26,8 @@ const (
 	devGina  = "40007"
 )
 
-// monitorEvents returns the MonitorEnded events the client got.
-func monitorEnded(d *dialog) []*csta.Message {
-	var out []*csta.Message
-	for _, m := range d.events(0) {
-		if m.Kind == csta.KindMonitorEndedEvent {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+// monitorEnded returns the MonitorEnded events the client got.
+func monitorEnded(d *dialog) []*csta.Message { return eventsOf(d, csta.KindMonitorEndedEvent) }
 
 func TestReloadDirectory(t *testing.T) {
 	e := newEnv(t, envOpts{})

@@ -1053,11 +1053,14 @@ func TestUnacknowledgedInvitesDoNotLockTheUserOut(t *testing.T) {
 	d := signIn(t, e.tcp(), userAlice, lineAlice)
 	assert.Equal(t, csta.KindGetDoNotDisturbResponse, d.ok(getDND(lineAlice)).Kind)
 	assert.Equal(t, 2, e.gw.Sessions(), "one unacknowledged session made room")
-	// A confirmed session is never the one to go.
-	_, res := e.tcp().invite(inviteOpts{user: userAlice, line: lineAlice})
-	if res.StatusCode == 200 {
-		assert.False(t, d.byeReceived(), "the confirmed session was ended")
-	}
+	// The second unacknowledged session makes room too; a confirmed
+	// session is never the one to go.
+	d2, res := e.tcp().invite(inviteOpts{user: userAlice, line: lineAlice})
+	require.NotNil(t, d2, "the second sign-in answered %d", res.StatusCode)
+	_, res = e.tcp().invite(inviteOpts{user: userAlice, line: lineAlice})
+	assert.Equal(t, 503, res.StatusCode, "two confirmed sessions: the user is at the limit")
+	assert.False(t, d.byeReceived(), "a confirmed session was ended")
+	assert.False(t, d2.byeReceived(), "a confirmed session was ended")
 }
 
 // TCP hygiene: an idle connection without a dialog is closed after
