@@ -61,33 +61,42 @@ func (g *Gateway) applyLDAP(users []ldapdir.User) {
 
 // mergeDirectory builds the directory of the file's users plus LDAP's
 // (the file wins for the same user); LDAP users that do not make a valid
-// directory entry are left out and counted.
+// directory entry are left out and counted. The whole directory is built
+// once; users are checked one by one only when that fails.
 func mergeDirectory(file DirectoryConfig, users []ldapdir.User) (*Directory, int) {
 	have := map[string]bool{}
-	all := append([]UserConfig(nil), file.Users...)
 	for _, u := range file.Users {
 		have[normUser(u.URI)] = true
 	}
-	skipped := 0
+	var extra []UserConfig
 	for _, u := range users {
 		if have[normUser(u.URI)] {
 			continue
 		}
+		have[normUser(u.URI)] = true
 		uc := UserConfig{URI: u.URI}
 		for _, l := range u.Lines {
 			uc.Lines = append(uc.Lines, LineConfig{Line: l.Line, Device: l.Device})
 		}
+		extra = append(extra, uc)
+	}
+	all := append(append([]UserConfig(nil), file.Users...), extra...)
+	if dir, err := NewDirectory(DirectoryConfig{Users: all}); err == nil {
+		return dir, 0
+	}
+	skipped := 0
+	all = append([]UserConfig(nil), file.Users...)
+	for _, uc := range extra {
 		if _, err := NewDirectory(DirectoryConfig{Users: []UserConfig{uc}}); err != nil {
 			skipped++
 			continue
 		}
-		have[normUser(u.URI)] = true
 		all = append(all, uc)
 	}
 	dir, err := NewDirectory(DirectoryConfig{Users: all})
 	if err != nil {
-		// The file's part was validated; an LDAP entry clashing with it
-		// cannot get here. Keep the file's directory whatever happens.
+		// The file's part was validated; keep the file's directory
+		// whatever happens.
 		dir, _ = NewDirectory(file)
 	}
 	return dir, skipped
