@@ -39,6 +39,8 @@ type Dialog struct {
 	contact      sip.ContactHeader
 
 	cseq atomic.Uint32
+	// cseqMark: when our CSeq reaches it, onMark runs (adopt.go).
+	cseqMark atomic.Uint32
 
 	mu           sync.Mutex
 	remoteTarget sip.Uri // Contact of the last (re-)INVITE
@@ -50,6 +52,7 @@ type Dialog struct {
 	uasRefresh   bool // the client has no session timer: we refresh (RFC 4028 §9)
 	timer        *time.Timer
 	owner        any
+	onMark       func()
 }
 
 // ID identifies the dialog (Call-ID and both tags).
@@ -224,7 +227,7 @@ func (d *Dialog) newRequest(method sip.RequestMethod, body []byte) *sip.Request 
 	req.AppendHeader(&to)
 	cid := sip.CallIDHeader(d.callID)
 	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.cseq.Add(1), MethodName: method})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.nextCSeq(), MethodName: method})
 	req.AppendHeader(d.contact.Clone())
 	if body != nil {
 		ct := sip.ContentTypeHeader(ContentTypeCSTA)

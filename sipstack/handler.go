@@ -72,9 +72,10 @@ const (
 	EndNoAck                       // our 200 was never acknowledged
 	EndStale                       // answered 481 with Reply.End
 	EndShutdown                    // server closed
+	EndHandedOff                   // another node serves it now (Dialog.Release)
 )
 
-var endNames = [...]string{"client_bye", "gateway_bye", "expired", "cancelled", "no_ack", "stale", "shutdown"}
+var endNames = [...]string{"client_bye", "gateway_bye", "expired", "cancelled", "no_ack", "stale", "shutdown", "handed_off"}
 
 func (r EndReason) String() string {
 	if int(r) < len(endNames) {

@@ -487,8 +487,35 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
+// lookupOrAdopt is lookup, then, for a dialog this node does not have, the
+// handler's Adopter (a dialog another node of a cluster established).
+func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (*Dialog, bool) {
+	if d := s.lookup(req); d != nil {
+		return d, true
+	}
+	if !s.check(req, nil).ok {
+		return nil, true // refused by the caller
+	}
+	d, status, retry := s.adopt(req)
+	if d != nil {
+		return d, true
+	}
+	if status != 0 {
+		var extra []sip.Header
+		if status == 503 {
+			extra = append(extra, s.retryAfter(retry))
+		}
+		s.reject(tx, req, status, "dialog owned by another node", extra...)
+		return nil, false
+	}
+	return nil, true
+}
+
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	d := s.lookup(req)
+	d, ok := s.lookupOrAdopt(req, tx)
+	if !ok {
+		return
+	}
 	if acc := s.check(req, d); !acc.ok {
 		s.reject(tx, req, 403, "source not trusted")
 		return
@@ -505,7 +532,10 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 // onInDialog handles INFO, UPDATE and re-INVITE.
 func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
-	d := s.lookup(req)
+	d, ok := s.lookupOrAdopt(req, tx)
+	if !ok {
+		return
+	}
 	acc := s.check(req, d)
 	if !acc.ok {
 		s.reject(tx, req, 403, "source not trusted")
@@ -612,6 +642,11 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if s.pol().auth == nil && !s.check(req, nil).ok {
 		s.reject(tx, req, 403, "source not in trusted_hosts")
+		return
+	}
+	if r, ok := s.handler.(Readiness); s.draining.Load() || ok && !r.Ready() {
+		// A dispatching proxy's probe: send sign-ins elsewhere.
+		s.reject(tx, req, 503, "not ready or draining", s.retryAfter(0))
 		return
 	}
 	if _, err := s.respond(tx, req, 200, "", nil, sip.NewHeader("Supported", "timer")); err != nil {
