@@ -42,6 +42,8 @@ type Status struct {
 	// per applied reload), when it was loaded, and why the last reload
 	// was refused, if it was.
 	Config ReloadStatus `json:"config"`
+	// Cluster is this node's view of the cluster (cluster mode only).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // ContinuityStatus is the continuity part of /status.
@@ -56,6 +58,9 @@ type ContinuityStatus struct {
 func (g *Gateway) Status() Status {
 	st := Status{Draining: g.draining.Load(), Uptime: time.Since(g.started).Round(time.Second).String()}
 	st.Config = g.reloadStatus()
+	if g.cluster != nil {
+		st.Cluster = g.cluster.status()
+	}
 	st.Continuity = ContinuityStatus{FailoverAfter: "off", AfterReconnect: g.conf().CTI.AfterReconnect,
 		Fallback: g.conf().CTI.FallbackEnabled(), MovesQueued: g.mover.queued()}
 	if d, ok := g.conf().CTI.FailoverDelay(); ok {
@@ -99,6 +104,9 @@ func (g *Gateway) adminMux() *http.ServeMux {
 		case !g.pool.AnyUp():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "no CTI link up")
+		case g.cluster != nil && !g.cluster.serving():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "cluster lease not held")
 		default:
 			fmt.Fprintln(w, "ready")
 		}
@@ -110,6 +118,13 @@ func (g *Gateway) adminMux() *http.ServeMux {
 		_ = enc.Encode(g.Status())
 	})
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
+	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
+		// The drain runs after this answer: the process then exits.
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, "draining")
+		g.RequestDrain()
+	})
 	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		res, err := g.Reload()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/gateway/cluster"
 	"github.com/cstagw/cstagw/gateway/ldapdir"
 	"github.com/cstagw/cstagw/sipstack"
 )
@@ -28,6 +29,9 @@ type Config struct {
 	Log       LogConfig       `yaml:"log"`
 	Gateway   SessionConfig   `yaml:"gateway"`
 	Runtime   RuntimeConfig   `yaml:"runtime"`
+	// Cluster, when set, shares the sessions with other nodes through
+	// Redis (docs/cluster.md). Without it: one node, state in memory.
+	Cluster *cluster.Config `yaml:"cluster"`
 }
 
 // DirectoryConfig maps users to the line appearances they may control.
@@ -145,6 +149,10 @@ func (c Config) WithDefaults() Config {
 		l := c.Directory.LDAP.WithDefaults()
 		c.Directory.LDAP = &l // a copy: the caller's Config keeps its own
 	}
+	if c.Cluster != nil {
+		cl := c.Cluster.WithDefaults()
+		c.Cluster = &cl
+	}
 	return c
 }
 
@@ -180,6 +188,11 @@ func (c Config) Validate() error {
 	case "", "json", "console":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q: expected json or console", c.Log.Format))
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.Validate("cluster"); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := c.Runtime.validate(); err != nil {
 		errs = append(errs, err)

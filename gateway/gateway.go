@@ -56,10 +56,13 @@ type Gateway struct {
 	reload      reloadState
 	ldapSrc     *ldapdir.Source // directory.ldap, when configured
 	ldapStop    context.CancelFunc
+	cluster     *clusterNode // cluster mode; nil for a lone node
 
 	admin     *http.Server
 	adminAddr string
 	draining  atomic.Bool
+	drainReq  chan struct{} // closed by POST /drain
+	drainOnce sync.Once
 	started   time.Time
 }
 
@@ -95,7 +98,8 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 			downAt:   map[*ctipool.Link]time.Time{},
 			resume:   map[*ctipool.Link]bool{},
 		},
-		reload: reloadState{removing: map[*ctipool.Link]time.Time{}},
+		reload:   reloadState{removing: map[*ctipool.Link]time.Time{}},
+		drainReq: make(chan struct{}),
 	}
 	g.live.Store(&liveConfig{cfg: cfg, dir: dir, num: num, limits: csta.Limits{MaxBytes: cfg.SIP.MaxBodyBytes},
 		generation: 1, loadedAt: time.Now()})
@@ -111,6 +115,11 @@ func New(cfg Config, log zerolog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Cluster != nil {
+		if g.cluster, err = newClusterNode(g, *cfg.Cluster, cfg.Cluster.SIPURI); err != nil {
+			return nil, err
+		}
+	}
 	return g, nil
 }
 
@@ -122,6 +131,14 @@ func (g *Gateway) Start() error {
 	if err := g.sip.Start(); err != nil {
 		g.pool.Close()
 		return err
+	}
+	if c := g.cluster; c != nil {
+		if err := c.resolveSIPURI(); err != nil {
+			g.sip.Close()
+			g.pool.Close()
+			return err
+		}
+		c.start()
 	}
 	g.startContinuity()
 	if g.conf().Admin.Listen != "" && g.conf().Admin.Listen != "off" {
@@ -153,19 +170,31 @@ func (g *Gateway) AdminAddr() string { return g.adminAddr }
 // Pool exposes the CTI pool (tests, status).
 func (g *Gateway) Pool() *ctipool.Pool { return g.pool }
 
-// Shutdown drains: new INVITEs get 503, every session gets BYE, the CTI
-// application sessions are stopped, listeners close.
+// DrainRequested is closed when POST /drain asks the process to drain and
+// exit (the command then calls Shutdown, as on SIGTERM).
+func (g *Gateway) DrainRequested() <-chan struct{} { return g.drainReq }
+
+// RequestDrain asks for a drain (POST /drain).
+func (g *Gateway) RequestDrain() { g.drainOnce.Do(func() { close(g.drainReq) }) }
+
+// Shutdown drains: new INVITEs (and OPTIONS probes) get 503; a lone node
+// sends every session BYE, a cluster node hands its sessions to the other
+// nodes through the store (no BYE; whatever is left when ctx ends is taken
+// over as from a dead node); the CTI application sessions are stopped,
+// listeners close.
 func (g *Gateway) Shutdown(ctx context.Context) {
 	g.draining.Store(true)
 	g.sip.Drain()
 	g.stopContinuity() // no more moves: the sessions are ending
 	g.stopLDAP()
-	g.mu.Lock()
-	all := make([]*Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		all = append(all, s)
+	if c := g.cluster; c != nil {
+		c.handOff(ctx)
+		for _, s := range g.allSessions() {
+			s.close(CloseShutdown, false) // stays in the store for a takeover
+		}
+		c.close(true)
 	}
-	g.mu.Unlock()
+	all := g.allSessions()
 	// Close in parallel, within the grace period: the CTI monitors go with
 	// the application sessions anyway, so no MonitorStop is sent (see
 	// deviceWatch.detach), only the BYEs.
@@ -358,6 +387,10 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 	d.SetOwner(s)
 	g.metrics.sessionsOpened.Inc()
 	s.log.Info().Str("user", s.user).Str("line", line.URI).Uint64("generation", s.gen).Str("link", link.Name()).Msg("session placed")
+	if c := g.cluster; c != nil {
+		c.markDirty(s)
+		d.OnCSeqMark(func() { c.markDirty(s) })
+	}
 	body, _ := csta.Encode(&csta.Message{Kind: csta.KindRequestSystemStatusResponse, SystemStatus: "normal"}, csta.NSEd3)
 	return sipstack.Reply{Status: 200, Body: body, Sent: func() { s.drain(nil) }}
 }
@@ -380,6 +413,11 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 		return sipstack.Reply{Status: 481, End: true}
 	default:
 	}
+	if c := g.cluster; c != nil && !c.serving() {
+		// Not sure the session is still ours: let the client retry (the
+		// proxy finds its owner meanwhile).
+		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
+	}
 	return s.request(ctx, req)
 }
 
@@ -396,6 +434,8 @@ func (g *Gateway) Ended(d *sipstack.Dialog, reason sipstack.EndReason) {
 		s.close(CloseExpired, false)
 	case sipstack.EndStale:
 		s.close(CloseStale, false)
+	case sipstack.EndHandedOff:
+		s.close(CloseHandedOff, false)
 	default:
 		s.close(CloseSIP, false)
 	}

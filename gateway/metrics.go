@@ -129,6 +129,13 @@ type metrics struct {
 	sendFailed     prometheus.Counter
 	stale481       prometheus.Counter
 	monitors       prometheus.Gauge
+	// Cluster mode (cluster.go).
+	storeUp     prometheus.Gauge
+	storeWrites prometheus.Counter
+	clusterLost prometheus.Counter
+	released    prometheus.Counter
+	adopted     *counterVec
+	fencedDrops prometheus.Counter
 
 	requestTime  *histVec            // client request → answer, by service and result
 	ctiTime      *histVec            // CTI round trip, by link
@@ -164,6 +171,13 @@ func newMetrics() *metrics {
 	}
 	m.monitors = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cstagw_monitors", Help: "Northbound monitors open."})
 	reg.MustRegister(m.monitors)
+	m.storeUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cstagw_cluster_store_up", Help: "Whether the cluster store answered the last round trip (cluster mode)."})
+	reg.MustRegister(m.storeUp)
+	m.storeWrites = counter("cstagw_cluster_store_writes_total", "Session states written to the cluster store.")
+	m.clusterLost = counter("cstagw_cluster_sessions_lost_total", "Sessions let go (no BYE) because another node had claimed them.")
+	m.released = counter("cstagw_cluster_sessions_released_total", "Sessions handed to the other nodes by a drain.")
+	m.adopted = newCounterVec(reg, "cstagw_cluster_sessions_adopted_total", "Sessions taken over from other nodes, by how (takeover, on_demand, drained, restart).", "how")
+	m.fencedDrops = counter("cstagw_cluster_fenced_events_total", "Events not sent because the node did not hold its lease.")
 	ev := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cstagw_event_delivery_seconds",
 		Help: "Events, from the PBX's frame in to the client's INFO out.", Buckets: latencyBuckets})
 	reg.MustRegister(ev)

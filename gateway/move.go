@@ -36,6 +36,7 @@ const (
 	moveResume   = "resume"
 	moveFallback = "fallback"
 	moveRemoved  = "removed" // a reload took the session's link away
+	moveAdopt    = "adopt"   // a cluster node took the session over (cluster.go)
 )
 
 // Outcomes of a move (the result label).
@@ -253,6 +254,16 @@ func (s *Session) move(j *moveJob) moveResult {
 			return r
 		}
 		to = j.to
+	case moveAdopt:
+		if s.gen != 0 {
+			r.outcome = moveSkipped // placed already
+			return r
+		}
+		var err error
+		if to, err = g.placeAdopted(from); err != nil {
+			r.outcome, r.err = moveFailed, err
+			return r
+		}
 	}
 	r.to = to.Name()
 	gen := to.Generation()
@@ -333,7 +344,7 @@ func (s *Session) move(j *moveJob) moveResult {
 	}
 	s.link, s.gen = to, gen
 	s.state = transition(s.state, evMoved)
-	if m := g.byLink[from]; m != nil {
+	if m := g.byLink[from]; m != nil && from != to {
 		delete(m, s)
 		if len(m) == 0 && from.Removed() {
 			delete(g.byLink, from)
@@ -356,11 +367,19 @@ func (s *Session) move(j *moveJob) moveResult {
 	s.mu.Unlock()
 	g.mu.Unlock()
 	for _, m := range old {
-		m.w.detach(m) // the last one out of a live link sends MonitorStop
+		if m.w != nil { // an adopted session's monitors have none yet
+			m.w.detach(m) // the last one out of a live link sends MonitorStop
+		}
+	}
+	if c := g.cluster; c != nil {
+		c.markDirty(s)
 	}
 
 	// 3. Reconcile the client's view, then say the system is back.
 	for i, m := range old {
+		if m.w == nil {
+			continue
+		}
 		for _, id := range m.w.callIDs() {
 			if known, _ := news[i].w.hasCall(id); !known {
 				replays[i] = append(replays[i], &csta.Message{Kind: csta.KindConnectionClearedEvent,

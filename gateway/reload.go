@@ -137,6 +137,8 @@ func (g *Gateway) Apply(cfg Config) (ReloadResult, error) {
 	restart("sip.advertise", old.cfg.SIP.Advertise, cfg.SIP.Advertise)
 	restart("sip.udp_max_message", old.cfg.SIP.UDPMaxMessage, cfg.SIP.UDPMaxMessage)
 	restart("admin", old.cfg.Admin, cfg.Admin)
+	restart("cluster", old.cfg.Cluster, cfg.Cluster)
+	cfg.Cluster = old.cfg.Cluster
 	restart("log.format", old.cfg.Log.Format, cfg.Log.Format)
 	restart("runtime", old.cfg.Runtime, cfg.Runtime)
 	cfg.SIP.Listen, cfg.SIP.TLS, cfg.SIP.Advertise = old.cfg.SIP.Listen, old.cfg.SIP.TLS, old.cfg.SIP.Advertise

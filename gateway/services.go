@@ -21,7 +21,7 @@ func (s *Session) handle(hctx context.Context, req *sipstack.Request, replay *[]
 		hctx = context.Background()
 	}
 	st := s.State()
-	if st != StateStale && s.link.Generation() != s.gen {
+	if st != StateStale && s.gen != 0 && s.link.Generation() != s.gen {
 		// The link came back under a new generation before we were told.
 		if s.g.conf().CTI.Resume() {
 			st = s.fire(evResume)
@@ -481,6 +481,9 @@ func (s *Session) monitorStart(ctx context.Context, m *csta.Message, replay *[]*
 		*replay = append(*replay, &replayed{mon: ref, ev: ev})
 	}
 	s.g.metrics.monitors.Inc()
+	if c := s.g.cluster; c != nil {
+		c.markDirty(s)
+	}
 	return &csta.Message{Kind: csta.KindMonitorStartResponse, MonitorCrossRefID: ref.xref, MonitorExistingCalls: true}, nil
 }
 
@@ -498,6 +501,9 @@ func (s *Session) monitorStop(m *csta.Message) (*csta.Message, error) {
 		ref.w.detach(ref)
 	}
 	s.g.metrics.monitors.Dec()
+	if c := s.g.cluster; c != nil {
+		c.markDirty(s)
+	}
 	return &csta.Message{Kind: csta.KindMonitorStopResponse}, nil
 }
 

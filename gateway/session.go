@@ -88,7 +88,8 @@ const (
 	CloseSIP        CloseReason = "sip_ended"
 	CloseSendFailed CloseReason = "send_failed"
 	CloseInternal   CloseReason = "internal_error"
-	CloseDirectory  CloseReason = "directory" // the user or the sign-in line left the directory
+	CloseDirectory  CloseReason = "directory"  // the user or the sign-in line left the directory
+	CloseHandedOff  CloseReason = "handed_off" // another cluster node serves it now (no BYE)
 )
 
 type itemKind int
@@ -184,6 +185,9 @@ type Session struct {
 	state    State
 	reason   CloseReason
 	monitors map[string]*monitorRef // by northbound monitorCrossRefID
+	// cgen is the session's claim generation in the cluster store (0:
+	// not written yet, or no cluster).
+	cgen int64
 }
 
 func newSessionID() string {
@@ -450,6 +454,11 @@ func (s *Session) sendRaw(m *csta.Message) {
 
 // sendBody sends a CSTA document (name is its root element) in an INFO.
 func (s *Session) sendBody(body []byte, name string) {
+	if c := s.g.cluster; c != nil && !c.serving() {
+		// Our lease is not sure: another node may serve this dialog now.
+		s.g.metrics.fencedDrops.Inc()
+		return
+	}
 	if err := s.dlg.SendInfo(body); err != nil {
 		if s.dlg.Ended() {
 			s.close(CloseSIP, false)
@@ -484,6 +493,9 @@ func (s *Session) close(reason CloseReason, bye bool) {
 			s.g.metrics.monitors.Dec()
 		}
 		s.g.forget(s, mons)
+		if c := s.g.cluster; c != nil {
+			c.ended(s, reason)
+		}
 		s.g.metrics.sessionsClosed.With(string(reason)).Inc()
 		s.log.Info().Str("reason", string(reason)).Dur("age", time.Since(s.created)).Msg("session closed")
 	})

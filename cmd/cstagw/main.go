@@ -85,15 +85,27 @@ func main() {
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	var s os.Signal
-	for s = range sig {
-		if s != syscall.SIGHUP {
-			break
+	why := ""
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				why = s.String()
+				break wait
+			}
+			// Errors are logged and kept for /status by Reload itself.
+			_, _ = g.Reload()
+		case <-g.DrainRequested():
+			why = "POST /drain"
+			break wait
 		}
-		// Errors are logged and kept for /status by Reload itself.
-		_, _ = g.Reload()
 	}
-	log.Info().Str("signal", s.String()).Msg("shutting down: 503 to new INVITEs, BYE to sessions, StopApplicationSession")
+	if cfg.Cluster != nil {
+		log.Info().Str("cause", why).Msg("shutting down: 503 to new INVITEs and OPTIONS, sessions handed to the other nodes, StopApplicationSession")
+	} else {
+		log.Info().Str("cause", why).Msg("shutting down: 503 to new INVITEs, BYE to sessions, StopApplicationSession")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	defer cancel()
 	g.Shutdown(ctx)

@@ -130,6 +130,15 @@ type Store struct {
 	roundTrips, bytesOut, bytesIn atomic.Uint64
 }
 
+// quietLog keeps go-redis's own messages (a failed dial, once per pool
+// attempt) off stderr: the store's state is logged once per change by the
+// gateway and exported as cstagw_cluster_store_up.
+type quietLog struct{}
+
+func (quietLog) Printf(context.Context, string, ...interface{}) {}
+
+func init() { redis.SetLogger(quietLog{}) }
+
 // Open connects (lazily: nothing is sent until the first command).
 func Open(c Config, sipURI string) (*Store, error) {
 	c = c.WithDefaults()
@@ -162,6 +171,12 @@ func Open(c Config, sipURI string) (*Store, error) {
 	st.token.Store("")
 	return st, nil
 }
+
+// SetSIPURI sets the URI written as the owner's address (before use).
+func (s *Store) SetSIPURI(uri string) { s.sip = uri }
+
+// SIPURI is the URI written as the owner's address.
+func (s *Store) SIPURI() string { return s.sip }
 
 // Close drops the connections.
 func (s *Store) Close() error { return s.rdb.Close() }
@@ -266,6 +281,12 @@ if ARGV[6] == '1' then
   redis.call('HSET', k, 'owner', ARGV[1], 'gen', gen, 'sip', ARGV[2], 'data', ARGV[5])
   redis.call('SADD', KEYS[2], ARGV[3])
   return gen
+end
+if not owner then
+  -- The store lost it (restarted empty): nobody can have claimed it.
+  redis.call('HSET', k, 'owner', ARGV[1], 'gen', ARGV[4], 'sip', ARGV[2], 'data', ARGV[5])
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return tonumber(ARGV[4])
 end
 if owner ~= ARGV[1] or gen ~= tonumber(ARGV[4]) then
   return 0

@@ -1,0 +1,772 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cstagw/cstagw/ctipool"
+	"github.com/cstagw/cstagw/gateway/cluster"
+	"github.com/cstagw/cstagw/sipstack"
+)
+
+// Cluster mode (a `cluster` section): the node writes each session to the
+// shared store on sign-in, monitor start and stop, a move and its end, and
+// holds a lease there. When another node's lease expires this node claims
+// a share of its sessions, rebuilds their dialogs and moves them onto its
+// own CTI links (move.go, reason "adopt"): the clients keep their dialogs
+// and monitorCrossRefIDs and see one SystemStatus. A request that reaches
+// this node for a dialog it does not have claims that dialog at once when
+// its owner is gone. SIGTERM or POST /drain releases the node's sessions
+// to the others before it exits. docs/cluster.md has the whole design.
+
+// sessionRecord is what the store keeps of a session.
+type sessionRecord struct {
+	Dialog   sipstack.DialogState `json:"d"`
+	User     string               `json:"u"`
+	Line     string               `json:"l"` // the sign-in line as the client spelled it
+	Link     string               `json:"k"`
+	Created  int64                `json:"c"`
+	Monitors []monitorRecord      `json:"m,omitempty"`
+}
+
+// monitorRecord is one monitor as the client knows it.
+type monitorRecord struct {
+	Xref   string `json:"x"`
+	Line   string `json:"l"` // as the client spelled it
+	Device string `json:"v"`
+}
+
+// How a session came to this node (the label of cstagw_cluster_adopted_total).
+const (
+	adoptTakeover = "takeover"  // its node's lease expired
+	adoptOnDemand = "on_demand" // a request for it arrived here first
+	adoptDrained  = "drained"   // its node released it while draining
+	adoptRestart  = "restart"   // this node's previous run owned it
+)
+
+// clusterNode is the gateway's side of the cluster.
+type clusterNode struct {
+	g   *Gateway
+	st  *cluster.Store
+	cfg cluster.Config
+
+	storeUp   atomic.Bool
+	held      atomic.Bool  // we hold our lease (as of the last round trip)
+	leaseOK   atomic.Int64 // unix ns when the last successful acquire/refresh was sent
+	verified  atomic.Bool  // after (re)acquiring, our sessions were checked
+	settle    atomic.Int64 // unix ns before which no other node's sessions are claimed
+	releasing atomic.Bool
+
+	mu    sync.Mutex
+	dirty map[*Session]struct{}
+	dels  map[string]int64 // Call-ID → generation to delete
+	kick  chan struct{}
+
+	adoptSem chan struct{} // adoptions in flight (their moves pace on admission)
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+func newClusterNode(g *Gateway, cfg cluster.Config, sipURI string) (*clusterNode, error) {
+	cfg = cfg.WithDefaults()
+	st, err := cluster.Open(cfg, sipURI)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterNode{g: g, st: st, cfg: cfg, dirty: map[*Session]struct{}{}, dels: map[string]int64{},
+		kick: make(chan struct{}, 1), adoptSem: make(chan struct{}, 1024)}, nil
+}
+
+// serving reports whether this node may serve its sessions: it holds its
+// lease, refreshed recently enough that no other node can have claimed
+// them (a claim needs the lease expired; a third of the TTL is kept as a
+// margin for clocks and round trips).
+func (c *clusterNode) serving() bool {
+	if !c.held.Load() || !c.verified.Load() {
+		return false
+	}
+	return time.Since(time.Unix(0, c.leaseOK.Load())) < c.cfg.LeaseTTL*2/3
+}
+
+func (c *clusterNode) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	c.wg.Add(3)
+	go c.leaseLoop(ctx)
+	go c.writeLoop(ctx)
+	go c.claimLoop(ctx)
+}
+
+// close stops the loops; with drop, the lease is dropped too, so what the
+// node still owns is taken over without waiting for the TTL.
+func (c *clusterNode) close(drop bool) {
+	if c.stop != nil {
+		c.stop()
+		c.wg.Wait()
+	}
+	if drop {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := c.st.DropLease(ctx); err != nil {
+			c.g.log.Warn().Err(err).Msg("cluster: could not drop the lease: the other nodes wait for its TTL")
+		}
+		cancel()
+	}
+	_ = c.st.Close()
+}
+
+func (c *clusterNode) setStoreUp(up bool, err error) {
+	if c.storeUp.Swap(up) != up {
+		if up {
+			c.g.log.Info().Msg("cluster: store reachable")
+		} else {
+			c.g.log.Error().Err(err).Msg("cluster: store unreachable: serving our sessions from memory, adopting nothing")
+		}
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	c.g.metrics.storeUp.Set(v)
+}
+
+// leaseLoop acquires and refreshes the lease every TTL/3.
+func (c *clusterNode) leaseLoop(ctx context.Context) {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	first := true
+	for {
+		c.leaseRound(ctx, &first)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *clusterNode) leaseRound(ctx context.Context, first *bool) {
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL/3)
+	defer cancel()
+	sent := time.Now()
+	if c.held.Load() {
+		held, err := c.st.RefreshLease(rctx)
+		if err != nil {
+			c.setStoreUp(false, err)
+			return
+		}
+		c.setStoreUp(true, nil)
+		if held {
+			c.leaseOK.Store(sent.UnixNano())
+			return
+		}
+		// Expired under us (a pause, a partition, a store restart):
+		// others may have claimed our sessions; stop serving until we
+		// know which are still ours.
+		c.held.Store(false)
+		c.verified.Store(false)
+		c.g.log.Warn().Msg("cluster: our lease expired: not serving until it is back and our sessions are checked")
+	}
+	ok, err := c.st.AcquireLease(rctx)
+	if err != nil {
+		c.setStoreUp(false, err)
+		return
+	}
+	c.setStoreUp(true, nil)
+	if !ok {
+		if *first {
+			c.g.log.Info().Msg("cluster: our node id's lease is still held (a previous run?): waiting for it to expire")
+		}
+		return
+	}
+	c.leaseOK.Store(sent.UnixNano())
+	c.held.Store(true)
+	// Other nodes get a TTL to take their leases back after an outage of
+	// the store before we treat them as dead.
+	c.settle.Store(time.Now().Add(c.cfg.LeaseTTL).UnixNano())
+	wasFirst := *first
+	*first = false
+	go func() {
+		c.verify(ctx)
+		if wasFirst {
+			c.claimAll(ctx, c.st.Node(), adoptRestart)
+		}
+	}()
+}
+
+// verify checks, after the lease was (re)acquired, that every session in
+// memory is still ours (writes fail for those another node claimed: they
+// are let go), then serves again.
+func (c *clusterNode) verify(ctx context.Context) {
+	all := c.g.allSessions()
+	if len(all) > 0 {
+		c.g.log.Info().Int("sessions", len(all)).Msg("cluster: lease acquired: checking our sessions are still ours")
+	}
+	for len(all) > 0 && ctx.Err() == nil {
+		n := min(256, len(all))
+		if err := c.write(ctx, all[:n]); err != nil {
+			time.Sleep(c.cfg.LeaseTTL / 3)
+			continue
+		}
+		all = all[n:]
+	}
+	c.verified.Store(true)
+	c.g.log.Info().Msg("cluster: serving")
+}
+
+// markDirty queues a session's state for the store.
+func (c *clusterNode) markDirty(s *Session) {
+	c.mu.Lock()
+	c.dirty[s] = struct{}{}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ended forgets a session in the store, unless another node has it now
+// or the node is stopping (then it stays for whoever takes it over).
+func (c *clusterNode) ended(s *Session, reason CloseReason) {
+	s.mu.Lock()
+	gen := s.cgen
+	s.mu.Unlock()
+	c.mu.Lock()
+	delete(c.dirty, s)
+	if gen != 0 && reason != CloseHandedOff && reason != CloseShutdown {
+		c.dels[s.dlg.CallID()] = gen
+	}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop sends what changed, in pipelined batches.
+func (c *clusterNode) writeLoop(ctx context.Context) {
+	defer c.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-retry.C:
+		}
+		c.mu.Lock()
+		sess := make([]*Session, 0, len(c.dirty))
+		for s := range c.dirty {
+			sess = append(sess, s)
+		}
+		clear(c.dirty)
+		dels := c.dels
+		c.dels = map[string]int64{}
+		c.mu.Unlock()
+		var failed bool
+		if len(dels) > 0 {
+			ws := make([]cluster.Write, 0, len(dels))
+			for id, gen := range dels {
+				ws = append(ws, cluster.Write{CallID: id, Gen: gen, Delete: true})
+			}
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if _, err := c.st.Apply(wctx, ws); err != nil {
+				failed = true
+				c.mu.Lock()
+				for id, gen := range dels {
+					if _, again := c.dels[id]; !again {
+						c.dels[id] = gen
+					}
+				}
+				c.mu.Unlock()
+			}
+			cancel()
+		}
+		for len(sess) > 0 {
+			n := min(256, len(sess))
+			if err := c.write(ctx, sess[:n]); err != nil {
+				failed = true
+				c.mu.Lock()
+				for _, s := range sess {
+					c.dirty[s] = struct{}{}
+				}
+				c.mu.Unlock()
+				break
+			}
+			sess = sess[n:]
+		}
+		if failed {
+			retry.Reset(c.cfg.LeaseTTL / 3)
+		}
+	}
+}
+
+// write stores sessions (creating those never written); a session the
+// store says is another node's now is let go here.
+func (c *clusterNode) write(ctx context.Context, sess []*Session) error {
+	ws := make([]cluster.Write, 0, len(sess))
+	keep := sess[:0:0]
+	for _, s := range sess {
+		if s.State() == StateClosed {
+			continue
+		}
+		data, gen := s.record()
+		ws = append(ws, cluster.Write{CallID: s.dlg.CallID(), Gen: gen, Data: data})
+		keep = append(keep, s)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	gens, err := c.st.Apply(wctx, ws)
+	if err != nil {
+		c.setStoreUp(false, err)
+		return err
+	}
+	c.setStoreUp(true, nil)
+	c.g.metrics.storeWrites.Add(float64(len(ws)))
+	for i, s := range keep {
+		if gens[i] == 0 {
+			c.g.metrics.clusterLost.Inc()
+			s.log.Warn().Msg("cluster: another node owns this session now: letting it go (no BYE)")
+			s.dlg.Release()
+			continue
+		}
+		s.mu.Lock()
+		s.cgen = gens[i]
+		closed := s.state == StateClosed
+		reason := s.reason
+		s.mu.Unlock()
+		if closed {
+			c.ended(s, reason) // it ended while being written
+		}
+	}
+	return nil
+}
+
+// record snapshots a session for the store.
+func (s *Session) record() ([]byte, int64) {
+	rec := sessionRecord{Dialog: s.dlg.State(), User: s.user, Line: s.lineText, Created: s.created.Unix()}
+	s.g.mu.Lock()
+	rec.Link = s.link.Name()
+	s.g.mu.Unlock()
+	s.mu.Lock()
+	for _, m := range s.monitors {
+		if !m.ended {
+			rec.Monitors = append(rec.Monitors, monitorRecord{Xref: m.xref, Line: m.lineText, Device: m.line.Device})
+		}
+	}
+	gen := s.cgen
+	s.mu.Unlock()
+	b, _ := json.Marshal(&rec)
+	return b, gen
+}
+
+// claimLoop takes over the sessions of dead nodes and released ones.
+func (c *clusterNode) claimLoop(ctx context.Context) {
+	defer c.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	tick := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.serving() || c.g.draining.Load() || time.Now().UnixNano() < c.settle.Load() {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if n, err := c.st.FreeCount(rctx); err == nil && n > 0 {
+			c.claimAll(ctx, "", adoptDrained)
+		}
+		if tick%4 == 0 {
+			if dead, err := c.st.DeadNodes(rctx); err == nil {
+				for _, node := range dead {
+					c.g.log.Warn().Str("node", node).Msg("cluster: node's lease expired: taking over a share of its sessions")
+					c.claimAll(ctx, node, adoptTakeover)
+				}
+			}
+		}
+		cancel()
+		tick++
+	}
+}
+
+// claimBatch is how many sessions one claim takes: small enough that the
+// surviving nodes share a dead node's sessions, large enough to be quick.
+const claimBatch = 64
+
+// claimAll claims batch after batch from src while this node serves, as
+// fast as its adoptions go.
+func (c *clusterNode) claimAll(ctx context.Context, src, how string) {
+	total := 0
+	start := time.Now()
+	for ctx.Err() == nil && (c.serving() || how == adoptRestart) && !c.g.draining.Load() {
+		// Room for a whole batch of adoptions in flight.
+		for i := 0; i < claimBatch; i++ {
+			select {
+			case c.adoptSem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		recs, err := c.st.Claim(rctx, src, claimBatch)
+		cancel()
+		for i := len(recs); i < claimBatch; i++ {
+			<-c.adoptSem
+		}
+		if err != nil {
+			c.setStoreUp(false, err)
+			break
+		}
+		for _, r := range recs {
+			if _, err := c.adopt(r, how, true); err != nil {
+				c.g.log.Warn().Err(err).Str("call_id", r.CallID).Msg("cluster: claimed session could not be adopted")
+			}
+		}
+		total += len(recs)
+		if len(recs) < claimBatch {
+			break
+		}
+	}
+	if total > 0 {
+		c.g.log.Info().Str("from", src).Str("how", how).Int("sessions", total).Dur("took", time.Since(start)).
+			Msg("cluster: sessions claimed")
+	}
+}
+
+// adopt rebuilds a claimed session here: its dialog, its monitors (moved
+// onto one of our links through the admission budget), its place in the
+// tables. With sem, the caller holds an adoptSem slot the move gives back.
+func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, error) {
+	g := c.g
+	give := func() {
+		if sem {
+			<-c.adoptSem
+		}
+	}
+	var rec sessionRecord
+	if err := json.Unmarshal(r.Data, &rec); err != nil {
+		give()
+		return nil, fmt.Errorf("cluster: session record: %w", err)
+	}
+	d, err := g.sip.AdoptDialog(rec.Dialog)
+	if errors.Is(err, sipstack.ErrDialogKnown) {
+		give()
+		// Ours already (a claim raced with our own adoption): only the
+		// generation moves on.
+		for _, s := range g.allSessions() {
+			if s.dlg.CallID() == r.CallID {
+				s.mu.Lock()
+				s.cgen = r.Gen
+				s.mu.Unlock()
+				return s, nil
+			}
+		}
+		return nil, err
+	}
+	if err != nil {
+		give()
+		return nil, err
+	}
+	lines := g.directory().Lines(rec.User)
+	line, lerr := findLine(lines, rec.Line)
+	link, perr := g.pool.Place()
+	if perr != nil {
+		if ls := g.pool.Links(); len(ls) > 0 {
+			link = ls[0]
+		}
+	}
+	if link == nil {
+		give()
+		d.Release()
+		return nil, errors.New("cluster: no CTI link configured")
+	}
+	s := &Session{
+		g:        g,
+		id:       newSessionID(),
+		dlg:      d,
+		user:     rec.User,
+		lines:    lines,
+		line:     line,
+		lineText: rec.Line,
+		link:     link,
+		gen:      0, // not placed yet: the adopt move places it
+		created:  time.Unix(rec.Created, 0),
+		inbox:    newMailbox(g.conf().Gateway.EventQueue),
+		done:     make(chan struct{}),
+		monitors: map[string]*monitorRef{},
+		state:    StateLinkDown,
+		cgen:     r.Gen,
+	}
+	s.log = g.log.With().Str("session", s.id).Str("call_id", r.CallID).Logger()
+	if lerr == nil {
+		for _, m := range rec.Monitors {
+			ml, err := findLine(lines, m.Line)
+			if err != nil {
+				continue // no longer the user's: its events stop, as after a reload
+			}
+			s.monitors[m.Xref] = &monitorRef{s: s, xref: m.Xref, line: ml, lineText: m.Line}
+		}
+	}
+	// Held token: requests queue behind the adoption's move.
+	s.inbox.running = true
+	s.moving.Store(true)
+	s.queued.Store(true)
+	g.mu.Lock()
+	g.sessions[s.id] = s
+	if g.byLink[link] == nil {
+		g.byLink[link] = map[*Session]struct{}{}
+	}
+	g.byLink[link][s] = struct{}{}
+	g.perUser[s.user]++
+	if g.byUser[s.user] == nil {
+		g.byUser[s.user] = map[*Session]struct{}{}
+	}
+	g.byUser[s.user][s] = struct{}{}
+	g.mu.Unlock()
+	g.metrics.monitors.Add(float64(len(s.monitors)))
+	d.SetOwner(s)
+	d.OnCSeqMark(func() { c.markDirty(s) })
+	g.metrics.adopted.With(how).Inc()
+	if lerr != nil {
+		// The user or the sign-in line left the directory meanwhile.
+		give()
+		s.log.Warn().Str("user", rec.User).Msg("cluster: adopted session's user or line is not in our directory: ending it")
+		s.close(CloseDirectory, true)
+		return s, nil
+	}
+	s.log.Info().Str("user", s.user).Str("how", how).Int64("claim_generation", r.Gen).Msg("cluster: session adopted")
+	go func() {
+		defer give()
+		c.runAdoptMove(s)
+	}()
+	return s, nil
+}
+
+// runAdoptMove places an adopted session on a link under its run token,
+// then lets the requests that queued meanwhile run. A session no link can
+// take yet is tried again every second.
+func (c *clusterNode) runAdoptMove(s *Session) {
+	r := s.move(&moveJob{s: s, reason: moveAdopt})
+	s.moving.Store(false)
+	s.queued.Store(false)
+	c.g.metrics.moves.With(moveAdopt, r.outcome).Inc()
+	s.drain(nil)
+	if r.outcome == moveFailed {
+		s.log.Warn().AnErr("error", r.err).Msg("cluster: adopted session not placed yet: trying again")
+		time.AfterFunc(time.Second, func() { c.retryAdopt(s) })
+	}
+}
+
+func (c *clusterNode) retryAdopt(s *Session) {
+	if s.State() == StateClosed || !s.queued.CompareAndSwap(false, true) {
+		return
+	}
+	r := c.g.mover.run(&moveJob{s: s, reason: moveAdopt})
+	if r.outcome == moveFailed {
+		time.AfterFunc(time.Second, func() { c.retryAdopt(s) })
+	}
+}
+
+// Adopt implements sipstack.Adopter: a request for a dialog this node
+// does not have. When the store says its owner is gone (or it is free),
+// it is claimed and adopted here and the request is served; while its
+// owner's lease may still be alive the claim is retried, then 503.
+func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, int, time.Duration) {
+	c := g.cluster
+	if c == nil {
+		return nil, 0, 0
+	}
+	if g.draining.Load() || !c.serving() {
+		return nil, 503, time.Second
+	}
+	deadline := time.Now().Add(min(g.conf().SIP.HandlerTimeout/2, c.cfg.LeaseTTL+time.Second))
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, _, err := c.st.ClaimOne(ctx, callID)
+		cancel()
+		switch {
+		case err == nil:
+			s, aerr := c.adopt(r, adoptOnDemand, false)
+			if aerr != nil || s.dlg.ID() != sipstackKey(callID, localTag, remoteTag) {
+				return nil, 0, 0
+			}
+			return s.dlg, 0, 0
+		case errors.Is(err, cluster.ErrUnknown):
+			return nil, 0, 0
+		case errors.Is(err, cluster.ErrOwned):
+			// Its owner is alive, or its lease has not run out yet.
+		default:
+			c.setStoreUp(false, err)
+			return nil, 503, time.Second
+		}
+		if time.Now().After(deadline) {
+			return nil, 503, time.Second
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// sipstackKey mirrors a dialog's ID (Call-ID and both tags).
+func sipstackKey(callID, localTag, remoteTag string) string {
+	return strings.Join([]string{callID, localTag, remoteTag}, "\x00")
+}
+
+// Ready implements sipstack.Readiness: OPTIONS is answered 503 while the
+// node is draining, has no CTI link up, or (in a cluster) does not serve.
+func (g *Gateway) Ready() bool {
+	if g.draining.Load() || !g.pool.AnyUp() {
+		return false
+	}
+	return g.cluster == nil || g.cluster.serving()
+}
+
+// allSessions returns the live sessions.
+func (g *Gateway) allSessions() []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// handOff releases the node's sessions to the other nodes (drain): in
+// batches, each once the previous one has been claimed, so the CTI side
+// of the nodes taking them sees no more than their admission budget. It
+// returns when all are gone, no other node is alive, or ctx ends; what is
+// left stays in the store for whoever takes it over.
+func (c *clusterNode) handOff(ctx context.Context) {
+	c.releasing.Store(true)
+	all := c.g.allSessions()
+	start := time.Now()
+	released := 0
+	for len(all) > 0 && ctx.Err() == nil {
+		live, err := c.st.LiveNodes(ctx)
+		if err != nil || live < 2 {
+			c.g.log.Warn().AnErr("error", err).Int("sessions", len(all)).
+				Msg("cluster: no other node to take our sessions: they stay in the store for our next start")
+			break
+		}
+		n := min(claimBatch, len(all))
+		batch := all[:n]
+		all = all[n:]
+		recs := make([]cluster.Record, 0, n)
+		keep := make([]*Session, 0, n)
+		for _, s := range batch {
+			if s.State() == StateClosed {
+				continue
+			}
+			data, gen := s.record()
+			if gen == 0 {
+				continue // never written: nobody could take it
+			}
+			recs = append(recs, cluster.Record{CallID: s.dlg.CallID(), Gen: gen, Data: data})
+			keep = append(keep, s)
+		}
+		ok, err := c.st.Release(ctx, recs)
+		if err != nil {
+			c.g.log.Warn().Err(err).Msg("cluster: store unreachable while draining: the rest stays for takeover")
+			break
+		}
+		for i, s := range keep {
+			if ok[i] {
+				released++
+				c.g.metrics.released.Inc()
+			}
+			s.dlg.Release() // ours no more either way
+		}
+		// Wait for the others to claim before releasing more.
+		for ctx.Err() == nil {
+			n, err := c.st.FreeCount(ctx)
+			if err != nil || n < claimBatch {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	c.g.log.Info().Int("released", released).Dur("took", time.Since(start)).Msg("cluster: sessions handed to the other nodes")
+}
+
+// Kill stops the gateway as a crash would, for tests and benchmarks of a
+// cluster: no BYE, nothing more written to the store, the lease left to
+// expire, the CTI connections dropped.
+func (g *Gateway) Kill() {
+	g.draining.Store(true)
+	if c := g.cluster; c != nil {
+		if c.stop != nil {
+			c.stop()
+			c.wg.Wait()
+		}
+		_ = c.st.Close()
+	}
+	g.stopContinuity()
+	g.stopLDAP()
+	g.sip.Close()
+	g.pool.Close()
+	if g.admin != nil {
+		_ = g.admin.Close()
+	}
+}
+
+// ClusterStatus is the cluster part of /status.
+type ClusterStatus struct {
+	NodeID     string `json:"node_id"`
+	StoreUp    bool   `json:"store_up"`
+	LeaseHeld  bool   `json:"lease_held"`
+	Serving    bool   `json:"serving"`
+	LiveNodes  int    `json:"live_nodes"`
+	RoundTrips uint64 `json:"store_round_trips"`
+	BytesOut   uint64 `json:"store_bytes_written"`
+	BytesIn    uint64 `json:"store_bytes_read"`
+}
+
+func (c *clusterNode) status() *ClusterStatus {
+	st := c.st.Stats()
+	out := &ClusterStatus{NodeID: c.st.Node(), StoreUp: c.storeUp.Load(), LeaseHeld: c.held.Load(), Serving: c.serving(),
+		RoundTrips: st.RoundTrips, BytesOut: st.BytesOut, BytesIn: st.BytesIn}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if n, err := c.st.LiveNodes(ctx); err == nil {
+		out.LiveNodes = n
+	}
+	return out
+}
+
+// resolveSIPURI fills the URI proxies use to reach this node, from the
+// UDP (else TCP) listener when none is configured.
+func (c *clusterNode) resolveSIPURI() error {
+	if c.st.SIPURI() != "" {
+		return nil
+	}
+	addr := c.g.sip.Addr("udp")
+	if addr == "" {
+		addr = c.g.sip.Addr("tcp")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+		return fmt.Errorf("cluster.sip_uri: required when the SIP listener (%q) is not one address", addr)
+	}
+	c.st.SetSIPURI("sip:" + addr)
+	c.g.log.Info().Str("sip_uri", c.st.SIPURI()).Str("node", c.st.Node()).Msg("cluster: this node's address for proxies")
+	return nil
+}
+
+// placeAdopted picks the link an adopted session moves to.
+func (g *Gateway) placeAdopted(from *ctipool.Link) (*ctipool.Link, error) {
+	if from != nil && from.Up() && !from.Removed() {
+		return from, nil
+	}
+	return g.pool.Place()
+}

@@ -1,0 +1,239 @@
+package gateway_test
+
+// Cluster: gateway nodes share their sessions in a real redis-server; a
+// killed node's sessions are adopted by the others on their original
+// dialogs, a draining node hands its sessions over without BYE, and a node
+// that cannot reach the store stops serving until it can. The tests play
+// the proxy's part by pointing a client at another node.
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cstagw/cstagw/csta"
+	"github.com/cstagw/cstagw/gateway"
+	"github.com/cstagw/cstagw/gateway/cluster"
+	"github.com/cstagw/cstagw/gateway/cluster/redistest"
+)
+
+const testLease = time.Second
+
+func clusterOpt(node, redisAddr string) func(*gateway.Config) {
+	return func(c *gateway.Config) {
+		c.Cluster = &cluster.Config{NodeID: node, LeaseTTL: testLease, Redis: cluster.RedisConfig{Address: redisAddr}}
+	}
+}
+
+// addNode starts another gateway node on e's simulator and store.
+func addNode(t *testing.T, e *testEnv, node, redisAddr string) *gateway.Gateway {
+	t.Helper()
+	cfg := e.cfg
+	clusterOpt(node, redisAddr)(&cfg)
+	g, err := gateway.New(cfg, testLogger())
+	require.NoError(t, err)
+	require.NoError(t, g.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		g.Shutdown(ctx)
+	})
+	waitServing(t, g)
+	return g
+}
+
+func waitServing(t *testing.T, gs ...*gateway.Gateway) {
+	t.Helper()
+	for _, g := range gs {
+		require.Eventually(t, func() bool {
+			st := g.Status()
+			return st.Cluster != nil && st.Cluster.Serving && g.Ready()
+		}, waitLong, 10*time.Millisecond, "node never served")
+	}
+}
+
+// probe reads the store as an outsider.
+func probe(t *testing.T, addr string) *cluster.Store {
+	st, err := cluster.Open(cluster.Config{NodeID: "probe", Redis: cluster.RedisConfig{Address: addr}}, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func ownerOf(t *testing.T, st *cluster.Store, d *dialog) string {
+	owner, _, err := st.Owner(context.Background(), d.callID)
+	if err != nil {
+		return ""
+	}
+	return owner
+}
+
+func TestClusterTakeoverKeepsDialogs(t *testing.T) {
+	rds := redistest.Start(t)
+	e := newEnv(t, envOpts{nodes: 2, gw: clusterOpt("a", rds.Addr)})
+	waitServing(t, e.gw)
+	b := addNode(t, e, "b", rds.Addr)
+	c := addNode(t, e, "c", rds.Addr)
+	st := probe(t, rds.Addr)
+	nodes := map[string]*gateway.Gateway{"b": b, "c": c}
+
+	type user struct{ uri, line, dev string }
+	users := []user{{userAlice, lineAlice, devAlice}, {userBob, lineBob, devBob}, {userErin, lineErin, devErin}}
+	var cls []*sipClient
+	var ds []*dialog
+	for _, u := range users {
+		cl := e.udp()
+		cls = append(cls, cl)
+		ds = append(ds, signIn(t, cl, u.uri, u.line))
+	}
+	// frank signs in on b and must notice nothing.
+	frank := signIn(t, newClient(t, "udp", b.SIPAddr("udp")), userFrank, lineFrankA)
+	for _, d := range ds {
+		require.Eventually(t, func() bool { return ownerOf(t, st, d) == "a" }, waitLong, 10*time.Millisecond)
+	}
+	live := incomingAnswered(t, e, ds[0], extCaller, devAlice)
+	marks := make([]int, len(ds))
+	for i, d := range ds {
+		marks[i] = d.mark()
+	}
+	frankMark := frank.mark()
+
+	killed := time.Now()
+	e.gw.Kill()
+	e.shutdown = true
+
+	// The proxy sends alice's next request to b: b claims her dialog once
+	// a's lease is gone, and answers it on the original dialog.
+	cls[0].gwAddr = b.SIPAddr("udp")
+	dnd := ds[0].ok(getDND(lineAlice))
+	assert.Equal(t, csta.KindGetDoNotDisturbResponse, dnd.Kind)
+	took := time.Since(killed)
+	assert.Less(t, took, testLease+3*time.Second, "alice's request waited %v", took)
+	assert.Equal(t, "b", ownerOf(t, st, ds[0]))
+	// Her live call came along and is hers to control.
+	ds[0].waitEvent(marks[0], csta.KindEstablishedEvent, live)
+	ds[0].ok(holdCall(live, lineAlice))
+	waitConn(t, e.sim, live, devAlice, "hold")
+
+	// The others are taken over without a request of theirs: each sees
+	// SystemStatus normal, then the events of a new call, with the
+	// monitorCrossRefID it had.
+	for i, d := range ds[1:] {
+		i++
+		require.True(t, d.waitFor(func() bool {
+			for _, m := range systemStatusEvents(d) {
+				if m.SystemStatus == "normal" {
+					return true
+				}
+			}
+			return false
+		}), "%s: no SystemStatus normal after the takeover", users[i].uri)
+		owner := ownerOf(t, st, d)
+		require.Contains(t, nodes, owner, "%s owned by %q", users[i].uri, owner)
+		id, err := e.sim.PlaceCall(extOther, users[i].dev)
+		require.NoError(t, err)
+		d.waitEvent(marks[i], csta.KindDeliveredEvent, id)
+		cls[i].gwAddr = nodes[owner].SIPAddr("udp")
+		d.ok(answerCall(id, users[i].line))
+		waitConn(t, e.sim, id, users[i].dev, "connected")
+		d.ok(clearConnection(id, users[i].line))
+	}
+	assert.Equal(t, 4, b.Sessions()+c.Sessions())
+	for _, u := range users {
+		assert.Equal(t, 1, simDevice(e.sim, u.dev).Monitors, "%s monitored once, by its new node", u.dev)
+	}
+	// No dialog was ended: no BYE, no re-INVITE.
+	for _, d := range ds {
+		assert.False(t, d.byeReceived())
+	}
+	// frank's session noticed nothing.
+	for _, m := range frank.events(frankMark) {
+		assert.NotEqual(t, csta.KindSystemStatus, m.Kind, "frank was told %s", m.SystemStatus)
+	}
+	frank.ok(getDND(lineFrankA))
+	_, metrics := httpGet(t, "http://"+b.AdminAddr()+"/metrics")
+	assert.Contains(t, metrics, `cstagw_cluster_sessions_adopted_total{how="on_demand"} 1`)
+	assert.Contains(t, metrics, "cstagw_cluster_store_up 1")
+}
+
+func TestClusterDrainHandsSessionsOver(t *testing.T) {
+	rds := redistest.Start(t)
+	e := newEnv(t, envOpts{gw: clusterOpt("a", rds.Addr)})
+	waitServing(t, e.gw)
+	b := addNode(t, e, "b", rds.Addr)
+	st := probe(t, rds.Addr)
+	cl := e.udp()
+	alice := signIn(t, cl, userAlice, lineAlice)
+	bob := signIn(t, cl, userBob, lineBob)
+	for _, d := range []*dialog{alice, bob} {
+		require.Eventually(t, func() bool { return ownerOf(t, st, d) == "a" }, waitLong, 10*time.Millisecond)
+	}
+	mark := alice.mark()
+
+	// POST /drain, as an operator before an upgrade.
+	res, err := http.Post("http://"+e.gw.AdminAddr()+"/drain", "text/plain", nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusAccepted, res.StatusCode)
+	select {
+	case <-e.gw.DrainRequested():
+	case <-time.After(time.Second):
+		t.Fatal("POST /drain did not ask for a drain")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	e.gw.Shutdown(ctx)
+	e.shutdown = true
+	t.Logf("drain took %v", time.Since(start))
+
+	require.Eventually(t, func() bool { return b.Sessions() == 2 }, waitLong, 10*time.Millisecond)
+	for _, d := range []*dialog{alice, bob} {
+		assert.Equal(t, "b", ownerOf(t, st, d))
+		assert.False(t, d.byeReceived(), "a drain sends no BYE")
+	}
+	cl.gwAddr = b.SIPAddr("udp")
+	id, err := e.sim.PlaceCall(extCaller, devAlice)
+	require.NoError(t, err)
+	alice.waitEvent(mark, csta.KindDeliveredEvent, id)
+	alice.ok(answerCall(id, lineAlice))
+	waitConn(t, e.sim, id, devAlice, "connected")
+	bob.ok(getDND(lineBob))
+	_, metrics := httpGet(t, "http://"+b.AdminAddr()+"/metrics")
+	assert.Contains(t, metrics, `cstagw_cluster_sessions_adopted_total{how="drained"} 2`)
+}
+
+func TestClusterStoreOutage(t *testing.T) {
+	rds := redistest.Start(t)
+	e := newEnv(t, envOpts{gw: clusterOpt("a", rds.Addr)})
+	waitServing(t, e.gw)
+	st := probe(t, rds.Addr)
+	alice := signIn(t, e.udp(), userAlice, lineAlice)
+	require.Eventually(t, func() bool { return ownerOf(t, st, alice) == "a" }, waitLong, 10*time.Millisecond)
+
+	rds.Stop() // its data goes with it
+	require.Eventually(t, func() bool {
+		cs := e.gw.Status().Cluster
+		return !cs.StoreUp && !cs.Serving
+	}, waitLong, 10*time.Millisecond)
+	assert.Contains(t, metricsText(t, e), "cstagw_cluster_store_up 0")
+	// Not sure it still owns the dialog: the client is told to retry, the
+	// dialog is kept.
+	res := alice.info(getDND(lineAlice))
+	assert.Equal(t, 503, res.StatusCode)
+	code, _ := httpGet(t, "http://"+e.gw.AdminAddr()+"/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+
+	rds.Start()
+	waitServing(t, e.gw)
+	alice.ok(getDND(lineAlice))
+	// Its state was written again.
+	require.Eventually(t, func() bool { return ownerOf(t, st, alice) == "a" }, waitLong, 10*time.Millisecond)
+	assert.False(t, alice.byeReceived())
+	assert.True(t, strings.Contains(metricsText(t, e), "cstagw_cluster_store_up 1"))
+}
