@@ -146,63 +146,13 @@ func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
 		}
 	}
 
-	var (
-		mu        sync.Mutex
-		mark      atomic.Int64 // requests sent after this (unix ns) count
-		answered  = make([]int64, n)
-		n481, ref atomic.Int64
-		tmo, oth  atomic.Int64
-		stop      = make(chan struct{})
-		wg        sync.WaitGroup
-	)
-	mark.Store(math.MaxInt64)
-	rate := math.Max(500, math.Min(5000, float64(n)/2))
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		i := 0
-		pace(rate, time.Hour, stop, func() {
-			for k := 0; k < n; k++ {
-				j := (i + k) % n
-				s := ss[j]
-				if s.Inflight() > 0 || !s.IsSigned() {
-					continue
-				}
-				i = j + 1
-				sent := time.Now().UnixNano()
-				_ = s.Request("GetDoNotDisturb", func(r *Response, _ time.Duration) {
-					switch {
-					case r == nil:
-						tmo.Add(1)
-					case r.Status == 481:
-						n481.Add(1)
-					case r.Status != 200:
-						oth.Add(1)
-					case bytes.Contains(r.Body, []byte("resourceOutOfService")):
-						ref.Add(1)
-					case bytes.Contains(r.Body, []byte("CSTAErrorCode")):
-						oth.Add(1)
-					default:
-						if sent >= mark.Load() {
-							mu.Lock()
-							if answered[j] == 0 {
-								answered[j] = time.Now().UnixNano()
-							}
-							mu.Unlock()
-						}
-					}
-				})
-				return
-			}
-		})
-	}()
+	pr := startProber(ss, math.Max(500, math.Min(5000, float64(n)/2)))
 	time.Sleep(2 * time.Second) // a baseline of answered probes
-	n481.Store(0)
+	pr.n481.Store(0)
 	t0 := time.Now()
 	if mode == "failover" {
 		if err := fault(0, "refuse", "drop"); err != nil {
-			close(stop)
-			wg.Wait()
+			pr.close()
 			return nil, err
 		}
 		e.logf("continuity/failover: node 0 killed for good; sessions must move after %v", cfg.FailoverAfter)
@@ -210,8 +160,7 @@ func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
 	} else {
 		_, gen := linkState("cti-a")
 		if err := fault(0, "drop"); err != nil {
-			close(stop)
-			wg.Wait()
+			pr.close()
 			return nil, err
 		}
 		_ = httpJSON("DELETE", ctl+"/nodes/0/fault", nil, nil)
@@ -221,33 +170,14 @@ func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
 			return s == "up" && g > gen
 		})
 	}
-	mark.Store(time.Now().UnixNano())
+	pr.setMark()
 	deadline := cfg.FailoverAfter + 90*time.Second
-	_ = waitFor(deadline, "every session answering on its dialog", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, t := range answered {
-			if t == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	close(stop)
-	wg.Wait()
+	pr.waitAll(deadline)
+	pr.close()
 	_ = waitFor(20*time.Second, "answers", func() bool { return cl.Pending() == 0 })
-
-	mu.Lock()
-	var ts []float64
-	for _, t := range answered {
-		if t != 0 {
-			ts = append(ts, float64(t-t0.UnixNano())/1e6)
-		}
-	}
-	mu.Unlock()
+	ts := pr.times(t0)
 	run.Answered = len(ts)
 	if len(ts) > 0 {
-		slices.Sort(ts)
 		run.P50Ms = ts[len(ts)/2]
 		run.AllAnsweredMs = ts[len(ts)-1]
 	}
@@ -255,7 +185,7 @@ func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
 		run.AllAnsweredMs = -1
 		run.Problems = append(run.Problems, fmt.Sprintf("continuity/%s: only %d of %d sessions answered on their dialog within %v", mode, run.Answered, n, deadline))
 	}
-	run.N481, run.Refused, run.Timeouts, run.OtherErrors = int(n481.Load()), int(ref.Load()), int(tmo.Load()), int(oth.Load())
+	run.N481, run.Refused, run.Timeouts, run.OtherErrors = pr.counts()
 	run.SysStatus = cl.SysStatusRx.Load()
 	run.LinkSessions = map[string]int{}
 	if st, err := rig.Status(); err == nil {
@@ -301,4 +231,109 @@ func (r *Report) addContinuity(x *ContResult, c PhaseConfig) {
 			r.problem("%s", p)
 		}
 	}
+}
+
+// prober sends GetDoNotDisturb to every session round robin, one request
+// outstanding per session, and records when each session first answered,
+// with a GetDoNotDisturbResponse, a request sent after the mark.
+type prober struct {
+	ss       []*Session
+	mu       sync.Mutex
+	mark     atomic.Int64 // requests sent after this (unix ns) count
+	answered []int64
+	n481     atomic.Int64
+	ref      atomic.Int64 // refused resourceOutOfService
+	tmo      atomic.Int64
+	oth      atomic.Int64
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startProber(ss []*Session, rate float64) *prober {
+	p := &prober{ss: ss, answered: make([]int64, len(ss)), stop: make(chan struct{})}
+	p.mark.Store(math.MaxInt64)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		i := 0
+		n := len(ss)
+		pace(rate, time.Hour, p.stop, func() {
+			for k := 0; k < n; k++ {
+				j := (i + k) % n
+				s := ss[j]
+				if s.Inflight() > 0 || !s.IsSigned() {
+					continue
+				}
+				i = j + 1
+				sent := time.Now().UnixNano()
+				_ = s.Request("GetDoNotDisturb", func(r *Response, _ time.Duration) { p.record(j, sent, r) })
+				return
+			}
+		})
+	}()
+	return p
+}
+
+func (p *prober) record(j int, sent int64, r *Response) {
+	switch {
+	case r == nil:
+		p.tmo.Add(1)
+	case r.Status == 481:
+		p.n481.Add(1)
+	case r.Status != 200:
+		p.oth.Add(1)
+	case bytes.Contains(r.Body, []byte("resourceOutOfService")):
+		p.ref.Add(1)
+	case bytes.Contains(r.Body, []byte("CSTAErrorCode")):
+		p.oth.Add(1)
+	default:
+		if sent >= p.mark.Load() {
+			p.mu.Lock()
+			if p.answered[j] == 0 {
+				p.answered[j] = time.Now().UnixNano()
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// setMark starts counting: only answers to requests sent from now on count.
+func (p *prober) setMark() { p.mark.Store(time.Now().UnixNano()) }
+
+// waitAll waits until every session has answered since the mark.
+func (p *prober) waitAll(limit time.Duration) {
+	_ = waitFor(limit, "every session answering on its dialog", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, t := range p.answered {
+			if t == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (p *prober) close() {
+	close(p.stop)
+	p.wg.Wait()
+}
+
+// times returns, sorted, when each session answered, in ms after t0.
+func (p *prober) times(t0 time.Time) []float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ts []float64
+	for _, t := range p.answered {
+		if t != 0 {
+			ts = append(ts, float64(t-t0.UnixNano())/1e6)
+		}
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// counts returns the 481s, refusals, timeouts and other errors seen.
+func (p *prober) counts() (n481, refused, timeouts, other int) {
+	return int(p.n481.Load()), int(p.ref.Load()), int(p.tmo.Load()), int(p.oth.Load())
 }

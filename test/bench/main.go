@@ -47,7 +47,7 @@ func (e *Env) logf(format string, args ...any) {
 func main() {
 	var (
 		quick      = flag.Bool("quick", false, "smoke run (1-2 minutes): small loads, short windows")
-		phases     = flag.String("phases", "capacity,cost,latency,recovery,continuity,gobench", "phases to run, comma-separated (cost includes the Kamailio comparison)")
+		phases     = flag.String("phases", "capacity,cost,latency,recovery,continuity,cluster,gobench", "phases to run, comma-separated (cost includes the Kamailio comparison)")
 		steps      = flag.String("steps", "", "capacity steps over TCP (default 10000,40000,80000; -quick 2000)")
 		udpSteps   = flag.String("udp-steps", "", "capacity steps over UDP (default 10000,40000,80000; -quick 2000; \"0\" skips UDP)")
 		settle     = flag.Duration("udp-settle", -1, "after the UDP capacity run, wait this long (sipgo keeps UDP transactions 32 s) and sample RSS again (default 35s; -quick 0)")
@@ -66,6 +66,7 @@ func main() {
 		budget     = flag.Int("budget", 32, "cti.admission_budget of the recovery and continuity gateways")
 		contN      = flag.Int("continuity-sessions", 0, "sessions on the node that fails in the continuity phase (default 10000; -quick 1000)")
 		failAfter  = flag.Duration("failover-after", 5*time.Second, "cti.failover_after of the continuity phase's failover run")
+		clusterN   = flag.Int("cluster-sessions", 0, "sessions on the gateway killed in the cluster phase (default 10000; -quick 1000)")
 		benchCount = flag.Int("bench-count", 0, "go test -count for the Go benchmarks (default 5; -quick 1)")
 		benchTime  = flag.String("bench-time", "", "go test -benchtime (default 1s; -quick 200ms)")
 		pprof      = flag.Bool("pprof", false, "capture pprof CPU and heap profiles of the gateway during the cost phase (builds the gateway with a pprof overlay, see README)")
@@ -106,21 +107,22 @@ func main() {
 		}
 	}
 	cfg := PhaseConfig{
-		CostSessions:  pick(e.Quick, *costN, 4000, 2000),
-		CostRate:      pick(e.Quick, *costRate, 3000, 1000),
-		CallRate:      pick(e.Quick, *callRate, 200, 100),
-		CostWindow:    pick(e.Quick, *costWin, 15*time.Second, 3*time.Second),
-		LatStep:       pick(e.Quick, *latStep, 3*time.Second, time.Second),
-		LatWindow:     pick(e.Quick, *latWin, 10*time.Second, 2*time.Second),
-		RecSessions:   pick(e.Quick, *recN, 10000, 1000),
-		Heartbeat:     *hb,
-		Refuse:        pick(e.Quick, *refuse, 10*time.Second, 3*time.Second),
-		Budget:        *budget,
-		ContSessions:  pick(e.Quick, *contN, 10000, 1000),
-		FailoverAfter: *failAfter,
-		BenchCount:    pick(e.Quick, *benchCount, 5, 1),
-		BenchTime:     *benchTime,
-		Kamailio:      !*noKamailio,
+		CostSessions:    pick(e.Quick, *costN, 4000, 2000),
+		CostRate:        pick(e.Quick, *costRate, 3000, 1000),
+		CallRate:        pick(e.Quick, *callRate, 200, 100),
+		CostWindow:      pick(e.Quick, *costWin, 15*time.Second, 3*time.Second),
+		LatStep:         pick(e.Quick, *latStep, 3*time.Second, time.Second),
+		LatWindow:       pick(e.Quick, *latWin, 10*time.Second, 2*time.Second),
+		RecSessions:     pick(e.Quick, *recN, 10000, 1000),
+		Heartbeat:       *hb,
+		Refuse:          pick(e.Quick, *refuse, 10*time.Second, 3*time.Second),
+		Budget:          *budget,
+		ContSessions:    pick(e.Quick, *contN, 10000, 1000),
+		FailoverAfter:   *failAfter,
+		ClusterSessions: pick(e.Quick, *clusterN, 10000, 1000),
+		BenchCount:      pick(e.Quick, *benchCount, 5, 1),
+		BenchTime:       *benchTime,
+		Kamailio:        !*noKamailio,
 	}
 	if cfg.BenchTime == "" {
 		cfg.BenchTime = "1s"
@@ -192,6 +194,16 @@ func main() {
 		if r != nil {
 			rep.Continuity = r
 			rep.addContinuity(r, cfg)
+		}
+	}
+	if want["cluster"] {
+		r, err := e.clusterPhase(cfg)
+		if err != nil {
+			rep.problem("cluster: %v", err)
+		}
+		if r != nil {
+			rep.Cluster = r
+			rep.addCluster(r)
 		}
 	}
 	if want["gobench"] {

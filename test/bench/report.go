@@ -26,6 +26,8 @@ type PhaseConfig struct {
 	Kamailio      bool          `json:"kamailio"`
 	ContSessions  int           `json:"continuity_sessions"`
 	FailoverAfter time.Duration `json:"failover_after"`
+	// ClusterSessions is the cluster phase's session count.
+	ClusterSessions int `json:"cluster_sessions"`
 }
 
 // Row is one line of the table.
@@ -56,6 +58,7 @@ type Report struct {
 	Latency     *LatResult     `json:"latency,omitempty"`
 	Recovery    *RecResult     `json:"recovery,omitempty"`
 	Continuity  *ContResult    `json:"continuity,omitempty"`
+	Cluster     *ClusterRun    `json:"cluster,omitempty"`
 	GoBench     *GoBenchResult `json:"gobench,omitempty"`
 	Profiles    []string       `json:"profiles,omitempty"`
 }

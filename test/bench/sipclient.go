@@ -53,16 +53,18 @@ type Client struct {
 	wg   sync.WaitGroup
 
 	// counters
-	EventsRx     atomic.Uint64 // CSTA event INFOs received (any kind)
-	SysStatusRx  atomic.Uint64 // SystemStatus INFOs received
-	ByeRx        atomic.Uint64
-	OtherReqRx   atomic.Uint64
-	Unmatched    atomic.Uint64 // responses matching no transaction
-	Retransmits  atomic.Uint64 // our UDP retransmissions
-	Timeouts     atomic.Uint64 // transactions without a final answer in time
-	ParseErrors  atomic.Uint64
-	eventKinds   sync.Map // kind → *atomic.Uint64
-	OnEvent      func(s *Session, kind string)
+	EventsRx    atomic.Uint64 // CSTA event INFOs received (any kind)
+	SysStatusRx atomic.Uint64 // SystemStatus INFOs received
+	ByeRx       atomic.Uint64
+	OtherReqRx  atomic.Uint64
+	Unmatched   atomic.Uint64 // responses matching no transaction
+	Retransmits atomic.Uint64 // our UDP retransmissions
+	Timeouts    atomic.Uint64 // transactions without a final answer in time
+	ParseErrors atomic.Uint64
+	eventKinds  sync.Map // kind → *atomic.Uint64
+	OnEvent     func(s *Session, kind string)
+	// OnEventXref, when set, is also told the event's monitorCrossRefID.
+	OnEventXref  func(s *Session, kind, xref string)
 	OnBye        func(s *Session)
 	seq          atomic.Uint64
 	gatewayHost  string
@@ -104,6 +106,10 @@ type Response struct {
 	Status int
 	Body   []byte
 	ToTag  string
+	// A 2xx to INVITE through a proxy: its Record-Route values in order and
+	// the Contact URI (the dialog's route set and remote target).
+	RecordRoute []string
+	Target      string
 }
 
 // Session is one client: a user with one line and (at most) one dialog.
@@ -113,11 +119,15 @@ type Session struct {
 	Line string // tel:...;phone-context=dialstring
 	conn *sipConn
 
-	mu       sync.Mutex
-	callID   string
-	fromTag  string
-	toTag    string
-	cseq     uint32
+	mu      sync.Mutex
+	callID  string
+	fromTag string
+	toTag   string
+	cseq    uint32
+	// Through a proxy: the route set (the 2xx's Record-Route reversed) and
+	// the remote target its in-dialog requests go to.
+	routes   []string
+	target   string
 	Xref     string
 	Signed   bool // INVITE answered 200 and MonitorStart answered
 	Dead     bool // dialog ended (481, BYE)
@@ -253,12 +263,19 @@ func (s *Session) build(method string, cseq uint32, branch string, body string, 
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
 	b = append(b, method...)
-	b = append(b, " sip:gw@"...)
-	b = append(b, c.gatewayHost...)
-	b = append(b, ':')
-	b = append(b, c.gatewayPort...)
-	if !s.conn.udp {
-		b = append(b, ";transport=tcp"...)
+	inDialog := withTo && s.toTag != "" && s.target != ""
+	if inDialog {
+		// Through a proxy: to the remote target, along the route set.
+		b = append(b, ' ')
+		b = append(b, s.target...)
+	} else {
+		b = append(b, " sip:gw@"...)
+		b = append(b, c.gatewayHost...)
+		b = append(b, ':')
+		b = append(b, c.gatewayPort...)
+		if !s.conn.udp {
+			b = append(b, ";transport=tcp"...)
+		}
 	}
 	b = append(b, " SIP/2.0\r\nVia: SIP/2.0/"...)
 	b = append(b, c.transportTag...)
@@ -268,6 +285,12 @@ func (s *Session) build(method string, cseq uint32, branch string, body string, 
 	b = append(b, branch...)
 	if s.conn.udp {
 		b = append(b, ";rport"...)
+	}
+	if inDialog {
+		for _, r := range s.routes {
+			b = append(b, "\r\nRoute: "...)
+			b = append(b, r...)
+		}
 	}
 	b = append(b, "\r\nMax-Forwards: 70\r\nFrom: <"...)
 	b = append(b, s.User...)
@@ -427,6 +450,14 @@ func (s *Session) SignIn(done func(SignInResult)) {
 		}
 		s.mu.Lock()
 		s.toTag = r.ToTag
+		s.routes = s.routes[:0]
+		for i := len(r.RecordRoute) - 1; i >= 0; i-- {
+			s.routes = append(s.routes, r.RecordRoute[i])
+		}
+		s.target = ""
+		if len(s.routes) > 0 {
+			s.target = r.Target
+		}
 		s.mu.Unlock()
 		_ = s.send("ACK", "", true, nil)
 		irtt := rtt
@@ -572,6 +603,8 @@ type parsed struct {
 	to     []byte
 	cseqH  []byte
 	body   []byte
+	rr     [][]byte // Record-Route values, in order
+	ctURI  []byte   // the Contact's URI
 }
 
 func parseMsg(b []byte, p *parsed) bool {
@@ -602,6 +635,7 @@ func parseMsg(b []byte, p *parsed) bool {
 		p.method = start[:sp]
 	}
 	p.vias = p.vias[:0]
+	p.rr = p.rr[:0]
 	for len(head) > 0 {
 		var line []byte
 		if i := bytes.Index(head, []byte("\r\n")); i >= 0 {
@@ -639,6 +673,20 @@ func parseMsg(b []byte, p *parsed) bool {
 			p.from = line
 		case eqName(name, "Via", 'v'):
 			p.vias = append(p.vias, line)
+		case eqName(name, "Record-Route", 0):
+			for _, r := range bytes.Split(val, []byte(">,")) {
+				r = bytes.TrimSpace(r)
+				if len(r) > 0 && r[len(r)-1] != '>' {
+					r = append(r[:len(r):len(r)], '>')
+				}
+				p.rr = append(p.rr, r)
+			}
+		case eqName(name, "Contact", 'm'):
+			if i := bytes.IndexByte(val, '<'); i >= 0 {
+				if j := bytes.IndexByte(val[i:], '>'); j > 0 {
+					p.ctURI = val[i+1 : i+j]
+				}
+			}
 		}
 	}
 	return true
@@ -696,7 +744,14 @@ func (sc *sipConn) onResponse(p *parsed) {
 		t.s.mu.Unlock()
 	}
 	if t.cb != nil {
-		t.cb(&Response{Status: p.status, Body: p.body, ToTag: string(p.toTag)}, rtt)
+		r := &Response{Status: p.status, Body: p.body, ToTag: string(p.toTag)}
+		if t.method == "INVITE" && p.status/100 == 2 {
+			for _, v := range p.rr {
+				r.RecordRoute = append(r.RecordRoute, string(v))
+			}
+			r.Target = string(p.ctURI)
+		}
+		t.cb(r, rtt)
 	}
 }
 
@@ -722,6 +777,9 @@ func (sc *sipConn) onRequest(p *parsed) {
 			s.Events.Add(1)
 			if c.OnEvent != nil {
 				c.OnEvent(s, kind)
+			}
+			if c.OnEventXref != nil {
+				c.OnEventXref(s, kind, between(p.body, "<monitorCrossRefID>", "</monitorCrossRefID>"))
 			}
 		}
 		answer = c.opt.AnswerEvents

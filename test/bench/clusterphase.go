@@ -1,0 +1,202 @@
+package main
+
+// Phase 6: cluster takeover. Three cstagw nodes in cluster mode behind
+// Kamailio (WITH_REDIS), one redis-server, ctisim with two CTI nodes.
+// Only the first gateway runs while N sessions sign in through the proxy,
+// so they all land on it; then the two others start, and the first is
+// killed with SIGKILL. A prober sends GetDoNotDisturb round robin through
+// the proxy (one outstanding per session). Measured: from the kill until
+// every session has answered, on its original dialog, a request sent after
+// the kill; how the survivors split the sessions; the store's round trips
+// and bytes per session (sign-in side and claim side); each node's memory
+// per session; the switch's MonitorStart+Snapshot high water.
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ClusterRun is phase 6's result.
+type ClusterRun struct {
+	Sessions       int            `json:"sessions"`
+	SignIn         SignInStats    `json:"sign_in"`
+	LeaseMs        float64        `json:"lease_ttl_ms"`
+	Budget         int            `json:"admission_budget"`
+	AllAnsweredMs  float64        `json:"all_answered_after_kill_ms"`
+	P50Ms          float64        `json:"p50_answered_after_kill_ms"`
+	Answered       int            `json:"sessions_answered"`
+	N481           int            `json:"answers_481"`
+	Refused        int            `json:"refusals"`
+	Timeouts       int            `json:"probe_timeouts"`
+	OtherErrors    int            `json:"other_errors"`
+	Split          map[string]int `json:"sessions_per_survivor"`
+	HighWater      map[string]int `json:"admission_high_water"`
+	WriteRTPerSess float64        `json:"store_round_trips_per_session_sign_in"`
+	WriteBPerSess  float64        `json:"store_bytes_per_session_written"`
+	ClaimRTPerSess float64        `json:"store_round_trips_per_session_takeover"`
+	ClaimBPerSess  float64        `json:"store_bytes_per_session_read"`
+	MemKBVictim    float64        `json:"rss_kb_per_session_owner"`
+	MemKBSurvivor  float64        `json:"rss_kb_per_session_survivor"`
+	Problems       []string       `json:"problems,omitempty"`
+}
+
+func dispatcherFlags(lab *ClusterLab) string {
+	out, _ := exec.Command(findBinary("kamcmd", "/usr/sbin/kamcmd"), "-s", "unix:"+lab.KamCtl, "dispatcher.list").CombinedOutput()
+	return string(out)
+}
+
+func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
+	n := cfg.ClusterSessions
+	const lease = 3 * time.Second
+	e.logf("cluster: starting ctisim, redis-server, Kamailio and gateway 1 of 3 (%d users, budget %d)", n, cfg.Budget)
+	lab, err := startClusterLab(ClusterOptions{Dir: filepath.Join(e.Out, "rigs", "cluster"), Root: e.Root, GWBin: e.GWBin,
+		SimBin: e.SimBin, Nodes: 3, Users: n, Links: 2, Lease: lease, Budget: cfg.Budget, LogLevel: e.GWLog}, true)
+	if err != nil {
+		return nil, err
+	}
+	defer lab.Stop()
+	victim, b, c := lab.Nodes[0], lab.Nodes[1], lab.Nodes[2]
+	if err := victim.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitFor(20*time.Second, "Kamailio using gateway 1 only", func() bool {
+		f := dispatcherFlags(lab)
+		return strings.Count(f, "FLAGS: AP") == 1 && strings.Count(f, "FLAGS: IP") == 2
+	}); err != nil {
+		return nil, err
+	}
+	run := &ClusterRun{Sessions: n, LeaseMs: float64(lease.Milliseconds()), Budget: cfg.Budget}
+	base, _ := sample(victim.Proc.PID)
+	st0, _ := victim.Status()
+	cl, err := NewClient(ClientOptions{Network: "udp", Gateway: lab.KamAddr, Conns: e.Conns, LocalIPs: e.LocalIPs,
+		AnswerEvents: e.AnswerEvents, Timeout: 15 * time.Second, Domain: benchDomain})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ss := make([]*Session, n)
+	for i := range ss {
+		ss[i] = cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
+	}
+	run.SignIn = signInAll(ss, e.Window, victim.Proc.Alive)
+	e.logf("cluster: %d/%d signed in through Kamailio (%.0f/s)", run.SignIn.OK, n, run.SignIn.PerSecond)
+	if err := waitFor(30*time.Second, "gateway 1 holding every session", func() bool {
+		st, err := victim.Status()
+		return err == nil && st.Sessions == run.SignIn.OK
+	}); err != nil {
+		return nil, err
+	}
+	time.Sleep(2 * time.Second) // the store writes are asynchronous: let them land
+	st1, _ := victim.Status()
+	after, _ := sample(victim.Proc.PID)
+	if ok := float64(run.SignIn.OK); ok > 0 {
+		run.WriteRTPerSess = float64(st1.Cluster.RoundTrips-st0.Cluster.RoundTrips) / ok
+		run.WriteBPerSess = float64(st1.Cluster.BytesOut-st0.Cluster.BytesOut) / ok
+		run.MemKBVictim = float64(after.RSSKB-base.RSSKB) / ok
+	}
+	for _, s := range []*ClusterNode{b, c} {
+		if err := s.Start(); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitFor(20*time.Second, "Kamailio using all three gateways", func() bool {
+		return strings.Count(dispatcherFlags(lab), "FLAGS: AP") == 3
+	}); err != nil {
+		return nil, err
+	}
+	sb := map[string]ProcStat{}
+	stb := map[string]ClusterNodeStatus{}
+	for _, s := range []*ClusterNode{b, c} {
+		sb[s.ID], _ = sample(s.Proc.PID)
+		stb[s.ID], _ = s.Status()
+	}
+
+	pr := startProber(ss, 5000)
+	time.Sleep(2 * time.Second) // a baseline of answered probes
+	pr.n481.Store(0)
+	t0 := time.Now()
+	victim.Kill()
+	pr.setMark()
+	e.logf("cluster: gateway 1 killed (SIGKILL); the survivors take over once its lease (%v) expires", lease)
+	deadline := 90 * time.Second
+	pr.waitAll(deadline)
+	pr.close()
+	_ = waitFor(20*time.Second, "answers", func() bool { return cl.Pending() == 0 })
+	ts := pr.times(t0)
+	run.Answered = len(ts)
+	if len(ts) > 0 {
+		run.P50Ms = ts[len(ts)/2]
+		run.AllAnsweredMs = ts[len(ts)-1]
+	}
+	if run.Answered < run.SignIn.OK {
+		run.AllAnsweredMs = -1
+		run.Problems = append(run.Problems, fmt.Sprintf("cluster: only %d of %d sessions answered on their dialog within %v", run.Answered, run.SignIn.OK, deadline))
+	}
+	run.N481, run.Refused, run.Timeouts, run.OtherErrors = pr.counts()
+	run.Split = map[string]int{}
+	var adopted float64
+	var rt, bin uint64
+	var mem float64
+	for _, s := range []*ClusterNode{b, c} {
+		st, err := s.Status()
+		if err != nil {
+			continue
+		}
+		run.Split[s.ID] = st.Sessions
+		adopted += float64(st.Sessions)
+		rt += st.Cluster.RoundTrips - stb[s.ID].Cluster.RoundTrips
+		bin += st.Cluster.BytesIn - stb[s.ID].Cluster.BytesIn
+		if now, err := sample(s.Proc.PID); err == nil {
+			mem += float64(now.RSSKB - sb[s.ID].RSSKB)
+		}
+	}
+	if adopted > 0 {
+		run.ClaimRTPerSess = float64(rt) / adopted
+		run.ClaimBPerSess = float64(bin) / adopted
+		run.MemKBSurvivor = mem / adopted
+	}
+	run.HighWater = map[string]int{}
+	if nodes, err := lab.SimState(); err == nil {
+		for i, nd := range nodes {
+			run.HighWater[fmt.Sprintf("node%d", i)] = nd.InFlightMonitorSnapshotHighWater
+		}
+	}
+	for _, s := range []*ClusterNode{b, c} {
+		if !s.Proc.Alive() {
+			run.Problems = append(run.Problems, fmt.Sprintf("cluster: %s exited: %v", s.ID, s.Proc.ExitErr()))
+		}
+		run.Problems = append(run.Problems, e.scanLogFiltered(s.Proc.Log, "cluster/"+s.ID)...)
+	}
+	e.logf("cluster: %d/%d sessions answered on their dialog, the last %.0f ms after the kill (p50 %.0f ms); 481s %d; split %v; high water %v; store %.1f round trips and %.0f B per session written, %.2f round trips and %.0f B per session claimed; RSS %.1f KB/session (owner), %.1f KB/session (survivors)",
+		run.Answered, run.SignIn.OK, run.AllAnsweredMs, run.P50Ms, run.N481, run.Split, run.HighWater,
+		run.WriteRTPerSess, run.WriteBPerSess, run.ClaimRTPerSess, run.ClaimBPerSess, run.MemKBVictim, run.MemKBSurvivor)
+	return run, nil
+}
+
+func (r *Report) addCluster(x *ClusterRun) {
+	const ph = "cluster"
+	r.row(ph, "sessions signed in (through Kamailio, all on node 1)", float64(x.SignIn.OK), "", fmt.Sprint(x.Sessions), ptr(x.SignIn.OK == x.Sessions))
+	r.row(ph, "SIGKILL → every session answers on its original dialog", x.AllAnsweredMs, "ms", "≤ 15000 ms",
+		ptr(x.AllAnsweredMs >= 0 && x.AllAnsweredMs <= 15000))
+	r.row(ph, "  median session answering after", x.P50Ms, "ms", "", nil)
+	r.row(ph, "481 answers (a lost dialog)", float64(x.N481), "", "0", ptr(x.N481 == 0))
+	r.text(ph, "  refusals / timeouts / other errors meanwhile", fmt.Sprintf("%d / %d / %d", x.Refused, x.Timeouts, x.OtherErrors), "", nil)
+	r.text(ph, "  sessions per survivor", fmt.Sprint(x.Split), "", nil)
+	hw := 0
+	for _, v := range x.HighWater {
+		hw = max(hw, v)
+	}
+	r.row(ph, "MonitorStart+SnapshotDevice high water at any switch node", float64(hw), "", fmt.Sprintf("≤ %d (budget × 2 survivors)", 2*x.Budget), ptr(hw <= 2*x.Budget))
+	r.row(ph, "store round trips per session (sign-in, monitor)", x.WriteRTPerSess, "", "", nil)
+	r.row(ph, "store bytes written per session", x.WriteBPerSess, "B", "", nil)
+	r.row(ph, "store round trips per session (takeover)", x.ClaimRTPerSess, "", "", nil)
+	r.row(ph, "store bytes read per session (takeover)", x.ClaimBPerSess, "B", "", nil)
+	r.row(ph, "memory per session, owner", x.MemKBVictim, "KB", "≤ 20 KB", ptr(x.MemKBVictim <= 20))
+	r.row(ph, "memory per session, survivors", x.MemKBSurvivor, "KB", "≤ 20 KB", ptr(x.MemKBSurvivor <= 20))
+	for _, p := range x.Problems {
+		r.problem("%s", p)
+	}
+}
