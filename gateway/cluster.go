@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cstagw/cstagw/csta"
 	"github.com/cstagw/cstagw/ctipool"
 	"github.com/cstagw/cstagw/gateway/cluster"
 	"github.com/cstagw/cstagw/sipstack"
@@ -194,7 +195,7 @@ func (c *clusterNode) leaseRound(ctx context.Context, first *bool) {
 	wasFirst := *first
 	*first = false
 	go func() {
-		c.verify(ctx)
+		c.verify(ctx, !wasFirst)
 		if wasFirst {
 			c.claimAll(ctx, c.st.Node(), adoptRestart)
 		}
@@ -203,8 +204,10 @@ func (c *clusterNode) leaseRound(ctx context.Context, first *bool) {
 
 // verify checks, after the lease was (re)acquired, that every session in
 // memory is still ours (writes fail for those another node claimed: they
-// are let go), then serves again.
-func (c *clusterNode) verify(ctx context.Context) {
+// are let go), then serves again. With resync (the lease had been lost,
+// events were held back) each session kept is sent its lines' calls as
+// they are now and one SystemStatus normal.
+func (c *clusterNode) verify(ctx context.Context, resync bool) {
 	all := c.g.allSessions()
 	if len(all) > 0 {
 		c.g.log.Info().Int("sessions", len(all)).Msg("cluster: lease acquired: checking our sessions are still ours")
@@ -219,6 +222,32 @@ func (c *clusterNode) verify(ctx context.Context) {
 	}
 	c.verified.Store(true)
 	c.g.log.Info().Msg("cluster: serving")
+	if resync {
+		for _, s := range c.g.allSessions() {
+			s.deliverForce(item{kind: itemResync})
+		}
+	}
+}
+
+// resync tells the client the truth after events were held back: each
+// monitored line's calls as after MonitorStart, then SystemStatus normal.
+// (A call shown before and ended meanwhile is not cleared: nobody kept
+// what was shown; see docs/cluster.md.)
+func (s *Session) resync() {
+	s.mu.Lock()
+	mons := make([]*monitorRef, 0, len(s.monitors))
+	for _, m := range s.monitors {
+		if m.w != nil && !m.dead {
+			mons = append(mons, m)
+		}
+	}
+	s.mu.Unlock()
+	for _, m := range mons {
+		for _, ev := range m.w.current() {
+			s.sendEvent(m, ev)
+		}
+	}
+	s.sendRaw(&csta.Message{Kind: csta.KindSystemStatus, SystemStatus: "normal"})
 }
 
 // markDirty queues a session's state for the store.

@@ -229,8 +229,18 @@ func TestClusterStoreOutage(t *testing.T) {
 	code, _ := httpGet(t, "http://"+e.gw.AdminAddr()+"/readyz")
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 
+	mark := alice.mark()
 	rds.Start()
 	waitServing(t, e.gw)
+	// Told that the system is back (events may have been held back).
+	require.True(t, alice.waitFor(func() bool {
+		for _, m := range alice.events(mark) {
+			if m.Kind == csta.KindSystemStatus && m.SystemStatus == "normal" {
+				return true
+			}
+		}
+		return false
+	}), "no SystemStatus normal once serving again")
 	alice.ok(getDND(lineAlice))
 	// Its state was written again.
 	require.Eventually(t, func() bool { return ownerOf(t, st, alice) == "a" }, waitLong, 10*time.Millisecond)

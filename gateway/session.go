@@ -101,6 +101,7 @@ const (
 	itemLink
 	itemMove
 	itemAuthority // the directory changed the user's lines
+	itemResync    // cluster: serving again after a lease loss (cluster.go)
 )
 
 // item is one thing for the session to do.
@@ -393,6 +394,8 @@ func (s *Session) process(it item) {
 		it.move.done <- s.move(it.move)
 	case itemAuthority:
 		it.result <- s.onAuthority(it.lines)
+	case itemResync:
+		s.resync()
 	}
 }
 

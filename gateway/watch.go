@@ -204,6 +204,13 @@ func (w *deviceWatch) attach(m *monitorRef) ([]*csta.Message, bool) {
 	return w.replay(), true
 }
 
+// current is the replay of the device's state now (calls, service).
+func (w *deviceWatch) current() []*csta.Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.replay()
+}
+
 // detach removes a session's monitor; the last one out stops the
 // southbound monitor.
 func (w *deviceWatch) detach(m *monitorRef) {
