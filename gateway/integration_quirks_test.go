@@ -287,6 +287,11 @@ Content-Length: %d
 		"a client that stops reading must lose its session")
 	_, metrics := httpGet(t, "http://"+e.gw.AdminAddr()+"/metrics")
 	assert.Regexp(t, regexp.MustCompile(`(?m)^cstagw_(slow_clients_total|event_send_failures_total) [1-9]`), metrics)
+	// The session that ended must be the slow one: say why if not.
+	closes := regexp.MustCompile(`(?m)^cstagw_(sessions_closed_total|slow_clients_total|event_send_failures_total|sip_info_failed_total).*$`).FindAllString(metrics, -1)
+	res := good.info(getDND(lineAlice))
+	require.Equal(t, 200, res.StatusCode, "the reading client's session was ended; %v", closes)
+	require.False(t, good.byeReceived(), "the reading client's session was ended; %v", closes)
 
 	// The reading client is unaffected.
 	mark := good.mark()
