@@ -672,7 +672,7 @@ func (g *Gateway) allSessions() []*Session {
 }
 
 // handOff releases the node's sessions to the other nodes (drain): in
-// batches, each once the previous one has been claimed, so the CTI side
+// batches of 256, each once most of the previous one has been claimed, so the CTI side
 // of the nodes taking them sees no more than their admission budget. It
 // returns when all are gone, no other node is alive, or ctx ends; what is
 // left stays in the store for whoever takes it over.
@@ -688,7 +688,7 @@ func (c *clusterNode) handOff(ctx context.Context) {
 				Msg("cluster: no other node to take our sessions: they stay in the store for our next start")
 			break
 		}
-		n := min(claimBatch, len(all))
+		n := min(4*claimBatch, len(all))
 		batch := all[:n]
 		all = all[n:]
 		recs := make([]cluster.Record, 0, n)
@@ -719,7 +719,7 @@ func (c *clusterNode) handOff(ctx context.Context) {
 		// Wait for the others to claim before releasing more.
 		for ctx.Err() == nil {
 			n, err := c.st.FreeCount(ctx)
-			if err != nil || n < claimBatch {
+			if err != nil || n < 2*claimBatch {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
