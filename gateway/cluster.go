@@ -620,9 +620,10 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, i
 		return nil, 503, time.Second
 	}
 	deadline := time.Now().Add(min(g.conf().SIP.HandlerTimeout/2, c.cfg.LeaseTTL+time.Second))
+	var first cluster.Owned
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, _, err := c.st.ClaimOne(ctx, callID)
+		r, owned, err := c.st.ClaimOne(ctx, callID)
 		cancel()
 		switch {
 		case err == nil:
@@ -634,7 +635,18 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, i
 		case errors.Is(err, cluster.ErrUnknown):
 			return nil, 0, 0
 		case errors.Is(err, cluster.ErrOwned):
-			// Its owner is alive, or its lease has not run out yet.
+			// Its owner's lease has not run out: a dead owner's only runs
+			// down, a live one refreshes it every third of the TTL. A
+			// live owner (or a new one, claimed meanwhile) serves the
+			// dialog: 503 at once, the proxy looks the owner up again.
+			switch {
+			case first.Node == "":
+				first = owned
+			case owned.Node != first.Node || owned.LeaseTTL > first.LeaseTTL:
+				return nil, 503, time.Second
+			default:
+				first.LeaseTTL = owned.LeaseTTL
+			}
 		default:
 			c.setStoreUp(false, err)
 			return nil, 503, time.Second
@@ -642,7 +654,7 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, i
 		if time.Now().After(deadline) {
 			return nil, 503, time.Second
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

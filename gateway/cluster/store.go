@@ -462,8 +462,9 @@ func (s *Store) Claim(ctx context.Context, src string, n int) ([]Record, error) 
 }
 
 // claimOneScript takes one session when its owner is gone or it is free.
-// ARGV: me, sip, id, prefix. Returns {1, gen, data} (claimed), {0, owner}
-// (its owner's lease is alive), {-1} (unknown).
+// ARGV: me, sip, id, prefix. Returns {1, gen, data} (claimed), {0, owner,
+// the owner's lease's remaining ms} (its owner's lease is alive), {-1}
+// (unknown).
 var claimOneScript = redis.NewScript(`
 local me, id, p = ARGV[1], ARGV[3], ARGV[4]
 local k = p .. 's:' .. id
@@ -471,8 +472,11 @@ local owner = redis.call('HGET', k, 'owner')
 if not owner then
   return {-1}
 end
-if owner ~= '' and owner ~= me and redis.call('EXISTS', p .. 'n:' .. owner .. ':lease') == 1 then
-  return {0, owner}
+if owner ~= '' and owner ~= me then
+  local ttl = redis.call('PTTL', p .. 'n:' .. owner .. ':lease')
+  if ttl > 0 then
+    return {0, owner, ttl}
+  end
 end
 if owner == '' then
   redis.call('SREM', p .. 'free', id)
@@ -490,23 +494,31 @@ var ErrOwned = errors.New("cluster: session owned by a live node")
 // ErrUnknown is returned by ClaimOne for a session the store does not have.
 var ErrUnknown = errors.New("cluster: session unknown")
 
+// Owned describes the live owner of a session ClaimOne could not take.
+type Owned struct {
+	Node     string
+	LeaseTTL time.Duration // what is left of its lease
+}
+
 // ClaimOne takes one session (by Call-ID) whose owner is dead or that is
-// free: a request for it reached this node first.
-func (s *Store) ClaimOne(ctx context.Context, callID string) (Record, string, error) {
+// free: a request for it reached this node first. ErrOwned comes with the
+// owner and what is left of its lease (a live owner refreshes it, a dead
+// one's runs out).
+func (s *Store) ClaimOne(ctx context.Context, callID string) (Record, Owned, error) {
 	s.rt()
 	v, err := claimOneScript.Run(ctx, s.rdb, []string{sessKey(callID)}, s.node, s.sip, callID, Prefix).Slice()
 	if err != nil {
-		return Record{}, "", err
+		return Record{}, Owned{}, err
 	}
 	switch asInt(v[0]) {
 	case 1:
 		d := asStr(v[2])
 		s.bytesIn.Add(uint64(len(d)))
-		return Record{CallID: callID, Gen: asInt(v[1]), Data: []byte(d)}, "", nil
+		return Record{CallID: callID, Gen: asInt(v[1]), Data: []byte(d)}, Owned{}, nil
 	case 0:
-		return Record{}, asStr(v[1]), ErrOwned
+		return Record{}, Owned{Node: asStr(v[1]), LeaseTTL: time.Duration(asInt(v[2])) * time.Millisecond}, ErrOwned
 	}
-	return Record{}, "", ErrUnknown
+	return Record{}, Owned{}, ErrUnknown
 }
 
 // DeadNodes returns the nodes that may own sessions and hold no lease

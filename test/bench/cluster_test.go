@@ -190,14 +190,17 @@ func TestClusterThroughKamailio(t *testing.T) {
 		_, err := lab.PlaceCall(s.Idx)
 		require.NoError(t, err)
 	}
-	require.NoError(t, waitFor(10*time.Second, "DeliveredEvent at every orphaned session", func() bool {
+	missing := func() []string {
+		var out []string
 		for _, s := range orphans {
 			if len(events.since(s.Idx, mark, "DeliveredEvent")) == 0 {
-				return false
+				out = append(out, fmt.Sprintf("u%d@%s", s.Idx, owner(s)))
 			}
 		}
-		return true
-	}), "events after the takeover")
+		return out
+	}
+	err = waitFor(10*time.Second, "DeliveredEvent at every orphaned session", func() bool { return len(missing()) == 0 })
+	require.NoError(t, err, "events after the takeover; missing at %v", missing())
 	for _, s := range orphans {
 		for _, e := range events.since(s.Idx, mark, "DeliveredEvent") {
 			assert.Equal(t, s.Xref, e.xref, "u%d's events carry its monitorCrossRefID", s.Idx)

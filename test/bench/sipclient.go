@@ -313,7 +313,7 @@ func (s *Session) build(method string, cseq uint32, branch string, body string, 
 	b = append(b, ' ')
 	b = append(b, method...)
 	b = append(b, "\r\nContact: <sip:"...)
-	b = append(b, s.User[4:]...)
+	b = append(b, contactUser(s.User)...)
 	b = append(b, '@')
 	b = append(b, s.conn.local...)
 	if !s.conn.udp {
@@ -905,4 +905,14 @@ func (sc *sipConn) sweep() {
 			}
 		}
 	}
+}
+
+// contactUser is the user part of sip:user@domain, for our Contact
+// (sip:user@our-address).
+func contactUser(uri string) string {
+	u := strings.TrimPrefix(uri, "sip:")
+	if i := strings.IndexByte(u, '@'); i >= 0 {
+		u = u[:i]
+	}
+	return u
 }
