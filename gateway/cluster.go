@@ -611,13 +611,14 @@ func (c *clusterNode) retryAdopt(s *Session) {
 // does not have. When the store says its owner is gone (or it is free),
 // it is claimed and adopted here and the request is served; while its
 // owner's lease may still be alive the claim is retried, then 503.
-func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, int, time.Duration) {
+func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, sipstack.Reply) {
 	c := g.cluster
 	if c == nil {
-		return nil, 0, 0
+		return nil, sipstack.Reply{}
 	}
+	busy := sipstack.Reply{Status: 503, RetryAfter: time.Second}
 	if g.draining.Load() || !c.serving() {
-		return nil, 503, time.Second
+		return nil, busy
 	}
 	deadline := time.Now().Add(min(g.conf().SIP.HandlerTimeout/2, c.cfg.LeaseTTL+time.Second))
 	var first cluster.Owned
@@ -629,11 +630,11 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, i
 		case err == nil:
 			s, aerr := c.adopt(r, adoptOnDemand, false)
 			if aerr != nil || s.dlg.ID() != sipstackKey(callID, localTag, remoteTag) {
-				return nil, 0, 0
+				return nil, sipstack.Reply{}
 			}
-			return s.dlg, 0, 0
+			return s.dlg, sipstack.Reply{}
 		case errors.Is(err, cluster.ErrUnknown):
-			return nil, 0, 0
+			return nil, sipstack.Reply{}
 		case errors.Is(err, cluster.ErrOwned):
 			// Its owner's lease has not run out: a dead owner's only runs
 			// down, a live one refreshes it every third of the TTL. A
@@ -643,16 +644,16 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, i
 			case first.Node == "":
 				first = owned
 			case owned.Node != first.Node || owned.LeaseTTL > first.LeaseTTL:
-				return nil, 503, time.Second
+				return nil, sipstack.Reply{Status: 503, Reason: sipstack.ReasonElsewhere, RetryAfter: time.Second}
 			default:
 				first.LeaseTTL = owned.LeaseTTL
 			}
 		default:
 			c.setStoreUp(false, err)
-			return nil, 503, time.Second
+			return nil, busy
 		}
 		if time.Now().After(deadline) {
-			return nil, 503, time.Second
+			return nil, busy
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

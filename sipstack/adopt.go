@@ -167,10 +167,16 @@ func (d *Dialog) Release() { d.end(EndHandedOff) }
 // Adopter is implemented by a handler that can take over dialogs other
 // nodes established: an in-dialog request for a dialog this node does not
 // have is offered to it before the 481. It returns the adopted dialog
-// (now known to the server), or a status to answer instead (0: 481).
+// (now known to the server), or the answer to send instead (Status,
+// Reason, RetryAfter; a zero Status: 481).
 type Adopter interface {
-	Adopt(callID, localTag, remoteTag string) (d *Dialog, status int, retryAfter time.Duration)
+	Adopt(callID, localTag, remoteTag string) (*Dialog, Reply)
 }
+
+// ReasonElsewhere is the reason phrase of the 503 a cluster node answers
+// for a dialog another live node serves: a proxy asks for the owner again
+// instead of taking this node out of rotation.
+const ReasonElsewhere = "Dialog Elsewhere"
 
 // Readiness is implemented by a handler that can be not ready (no CTI link
 // yet, draining): OPTIONS is answered 503 then, so a dispatching proxy
@@ -179,21 +185,21 @@ type Readiness interface {
 	Ready() bool
 }
 
-// adopt offers a missing dialog to the handler; nil and the status to
-// answer when it is not taken.
-func (s *Server) adopt(req *sip.Request) (*Dialog, int, time.Duration) {
+// adopt offers a missing dialog to the handler; nil and the answer to
+// send when it is not taken.
+func (s *Server) adopt(req *sip.Request) (*Dialog, Reply) {
 	a, ok := s.handler.(Adopter)
 	if !ok {
-		return nil, 0, 0
+		return nil, Reply{}
 	}
 	to, from := req.To(), req.From()
 	if to == nil || from == nil {
-		return nil, 0, 0
+		return nil, Reply{}
 	}
 	local, _ := to.Params.Get("tag")
 	remote, _ := from.Params.Get("tag")
 	if local == "" || remote == "" {
-		return nil, 0, 0
+		return nil, Reply{}
 	}
 	return a.Adopt(callID(req), local, remote)
 }

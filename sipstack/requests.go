@@ -85,9 +85,14 @@ func statusText(code int) string {
 
 // reject answers a request with a bodiless status and logs it once.
 func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, status int, why string, extra ...sip.Header) {
+	s.rejectReason(tx, req, status, "", why, extra...)
+}
+
+// rejectReason is reject with a reason phrase of ours ("": the standard one).
+func (s *Server) rejectReason(tx sip.ServerTransaction, req *sip.Request, status int, phrase, why string, extra ...sip.Header) {
 	s.log.Info().Str("method", string(req.Method)).Str("call_id", callID(req)).Str("source", req.Source()).
 		Int("status", status).Str("reason", why).Msg("SIP request refused")
-	if _, err := s.respond(tx, req, status, "", nil, extra...); err != nil {
+	if _, err := s.respond(tx, req, status, phrase, nil, extra...); err != nil {
 		s.log.Debug().Err(err).Msg("response not sent")
 	}
 }
@@ -496,16 +501,16 @@ func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (*Dia
 	if !s.check(req, nil).ok {
 		return nil, true // refused by the caller
 	}
-	d, status, retry := s.adopt(req)
+	d, rep := s.adopt(req)
 	if d != nil {
 		return d, true
 	}
-	if status != 0 {
+	if rep.Status != 0 {
 		var extra []sip.Header
-		if status == 503 {
-			extra = append(extra, s.retryAfter(retry))
+		if rep.Status == 503 {
+			extra = append(extra, s.retryAfter(rep.RetryAfter))
 		}
-		s.reject(tx, req, status, "dialog owned by another node", extra...)
+		s.rejectReason(tx, req, rep.Status, rep.Reason, "dialog of another node not taken over", extra...)
 		return nil, false
 	}
 	return nil, true
