@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,7 +198,7 @@ func (c *clusterNode) leaseRound(ctx context.Context, first *bool) {
 	go func() {
 		c.verify(ctx, !wasFirst)
 		if wasFirst {
-			c.claimAll(ctx, c.st.Node(), adoptRestart)
+			c.claimAll(ctx, c.st.Node(), adoptRestart, 0)
 		}
 	}()
 }
@@ -403,6 +404,8 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	tick := 0
+	var dead []string
+	warned := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -414,14 +417,31 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if n, err := c.st.FreeCount(rctx); err == nil && n > 0 {
-			c.claimAll(ctx, "", adoptDrained)
+			c.claimShare(ctx, "", n, adoptDrained)
 		}
-		if tick%4 == 0 {
-			if dead, err := c.st.DeadNodes(rctx); err == nil {
+		// Dead nodes are looked for every second, and every round while
+		// one still has sessions (the others may be slower to take theirs).
+		if tick%4 == 0 || len(dead) > 0 {
+			var err error
+			if dead, err = c.st.DeadNodes(rctx); err == nil {
 				for _, node := range dead {
-					c.g.log.Warn().Str("node", node).Msg("cluster: node's lease expired: taking over a share of its sessions")
-					c.claimAll(ctx, node, adoptTakeover)
+					n, err := c.st.OwnedCount(rctx, node)
+					if err != nil || n == 0 {
+						continue
+					}
+					if !warned[node] {
+						warned[node] = true
+						c.g.log.Warn().Str("node", node).Int64("sessions", n).Msg("cluster: node's lease expired: taking over a share of its sessions")
+					}
+					c.claimShare(ctx, node, n, adoptTakeover)
 				}
+			} else {
+				dead = nil
+			}
+		}
+		for node := range warned {
+			if !slices.Contains(dead, node) {
+				delete(warned, node)
 			}
 		}
 		cancel()
@@ -433,9 +453,22 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 // surviving nodes share a dead node's sessions, large enough to be quick.
 const claimBatch = 64
 
+// claimShare claims this node's share of the n sessions src has left:
+// n divided by the live nodes, so that the survivors split a dead node's
+// sessions (what a slower one leaves is taken in a later round).
+func (c *clusterNode) claimShare(ctx context.Context, src string, n int64, how string) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	live, err := c.st.LiveNodes(rctx)
+	cancel()
+	if err != nil || live < 1 {
+		live = 1
+	}
+	c.claimAll(ctx, src, how, int((n+int64(live)-1)/int64(live)))
+}
+
 // claimAll claims batch after batch from src while this node serves, as
-// fast as its adoptions go.
-func (c *clusterNode) claimAll(ctx context.Context, src, how string) {
+// fast as its adoptions go, up to limit sessions (0: all).
+func (c *clusterNode) claimAll(ctx context.Context, src, how string, limit int) {
 	total := 0
 	start := time.Now()
 	for ctx.Err() == nil && (c.serving() || how == adoptRestart) && !c.g.draining.Load() {
@@ -447,8 +480,12 @@ func (c *clusterNode) claimAll(ctx context.Context, src, how string) {
 				return
 			}
 		}
+		want := claimBatch
+		if limit > 0 {
+			want = min(claimBatch, limit-total)
+		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		recs, err := c.st.Claim(rctx, src, claimBatch)
+		recs, err := c.st.Claim(rctx, src, want)
 		cancel()
 		for i := len(recs); i < claimBatch; i++ {
 			<-c.adoptSem
@@ -463,7 +500,7 @@ func (c *clusterNode) claimAll(ctx context.Context, src, how string) {
 			}
 		}
 		total += len(recs)
-		if len(recs) < claimBatch {
+		if len(recs) < want || limit > 0 && total >= limit {
 			break
 		}
 	}
@@ -496,7 +533,7 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 		for _, s := range g.allSessions() {
 			if s.dlg.CallID() == r.CallID {
 				s.mu.Lock()
-				s.cgen = r.Gen
+				s.cgen = max(s.cgen, r.Gen)
 				s.mu.Unlock()
 				return s, nil
 			}
@@ -509,11 +546,14 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 	}
 	lines := g.directory().Lines(rec.User)
 	line, lerr := findLine(lines, rec.Line)
+	// Placed at once when a link is up: requests are served from now on
+	// (they need the link, not the monitors); the monitors follow.
 	link, perr := g.pool.Place()
-	if perr != nil {
-		if ls := g.pool.Links(); len(ls) > 0 {
-			link = ls[0]
-		}
+	gen, state := uint64(0), StateLinkDown
+	if perr == nil {
+		gen, state = link.Generation(), StateActive
+	} else if ls := g.pool.Links(); len(ls) > 0 {
+		link = ls[0] // placed by its adopt move once a link is up
 	}
 	if link == nil {
 		give()
@@ -529,12 +569,12 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 		line:     line,
 		lineText: rec.Line,
 		link:     link,
-		gen:      0, // not placed yet: the adopt move places it
+		gen:      gen,
 		created:  time.Unix(rec.Created, 0),
 		inbox:    newMailbox(g.conf().Gateway.EventQueue),
 		done:     make(chan struct{}),
 		monitors: map[string]*monitorRef{},
-		state:    StateLinkDown,
+		state:    state,
 		cgen:     r.Gen,
 	}
 	s.log = g.log.With().Str("session", s.id).Str("call_id", r.CallID).Logger()
@@ -547,10 +587,13 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 			s.monitors[m.Xref] = &monitorRef{s: s, xref: m.Xref, line: ml, lineText: m.Line}
 		}
 	}
-	// Held token: requests queue behind the adoption's move.
-	s.inbox.running = true
-	s.moving.Store(true)
-	s.queued.Store(true)
+	if gen == 0 {
+		// No link: the adopt move (under the run token) places it; requests
+		// queue behind it meanwhile.
+		s.inbox.running = true
+		s.moving.Store(true)
+		s.queued.Store(true)
+	}
 	g.mu.Lock()
 	g.sessions[s.id] = s
 	if g.byLink[link] == nil {
@@ -574,12 +617,115 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 		s.close(CloseDirectory, true)
 		return s, nil
 	}
-	s.log.Info().Str("user", s.user).Str("how", how).Int64("claim_generation", r.Gen).Msg("cluster: session adopted")
+	s.log.Info().Str("user", s.user).Str("how", how).Int64("claim_generation", r.Gen).Str("link", link.Name()).
+		Msg("cluster: session adopted")
 	go func() {
 		defer give()
-		c.runAdoptMove(s)
+		if gen == 0 {
+			c.runAdoptMove(s)
+			return
+		}
+		c.adoptMonitors(s)
 	}()
 	return s, nil
+}
+
+// adoptJob hands the watches started for an adopted session's monitors to
+// the session (under its run token).
+type adoptJob struct {
+	mons []*monitorRef
+	ws   []*deviceWatch
+	link *ctipool.Link
+	gen  uint64
+	done chan bool
+}
+
+// adoptMonitors starts the watches of an adopted session's monitors on its
+// link (through the admission budget, without its run token: requests are
+// served meanwhile), then has the session attach them, replay its lines'
+// calls and say SystemStatus normal. A failure is tried again every second
+// while the session stays on that link generation (a move off it re-creates
+// the monitors itself).
+func (c *clusterNode) adoptMonitors(s *Session) {
+	g := c.g
+	s.mu.Lock()
+	link, gen := s.link, s.gen
+	var todo []*monitorRef
+	for _, m := range s.monitors {
+		if m.w == nil && !m.dead && !m.ended {
+			todo = append(todo, m)
+		}
+	}
+	closed := s.state == StateClosed
+	s.mu.Unlock()
+	if closed || gen == 0 || !link.Up() || link.Generation() != gen {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.conf().CTI.RequestTimeout*time.Duration(2+2*len(todo)))
+	defer cancel()
+	ws := make([]*deviceWatch, 0, len(todo))
+	release := func() {
+		for _, w := range ws {
+			w.releaseIfUnused()
+		}
+	}
+	var err error
+	for _, m := range todo {
+		var w *deviceWatch
+		if w, err = g.watch(ctx, link, gen, m.line.Device); err != nil {
+			break
+		}
+		ws = append(ws, w)
+	}
+	ok := err == nil
+	if ok {
+		j := &adoptJob{mons: todo, ws: ws, link: link, gen: gen, done: make(chan bool, 1)}
+		s.deliverForce(item{kind: itemAdopted, adopt: j})
+		select {
+		case ok = <-j.done:
+			g.metrics.moves.With(moveAdopt, moveOK).Inc()
+		case <-s.done:
+			release()
+			return
+		}
+	} else {
+		release()
+	}
+	if !ok {
+		g.metrics.moves.With(moveAdopt, moveFailed).Inc()
+		s.log.Warn().AnErr("error", err).Msg("cluster: adopted session's monitors not started yet: trying again")
+		time.AfterFunc(time.Second, func() { c.adoptMonitors(s) })
+	}
+}
+
+// attachAdopted attaches the watches adoptMonitors started, under the
+// run token: the client gets each line's calls and one SystemStatus normal.
+func (s *Session) attachAdopted(j *adoptJob) {
+	ok := true
+	for i, m := range j.mons {
+		s.mu.Lock()
+		cur := s.monitors[m.xref] == m && !m.dead && s.link == j.link && s.gen == j.gen
+		s.mu.Unlock()
+		if !cur {
+			j.ws[i].releaseIfUnused()
+			continue // stopped, or the session moved meanwhile (the move re-created it)
+		}
+		evs, attached := j.ws[i].attach(m)
+		if !attached {
+			ok = false
+			continue
+		}
+		s.mu.Lock()
+		m.w = j.ws[i]
+		s.mu.Unlock()
+		for _, ev := range evs {
+			s.sendEvent(m, ev)
+		}
+	}
+	if ok {
+		s.sendRaw(&csta.Message{Kind: csta.KindSystemStatus, SystemStatus: "normal"})
+	}
+	j.done <- ok
 }
 
 // runAdoptMove places an adopted session on a link under its run token,

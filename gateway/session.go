@@ -102,6 +102,7 @@ const (
 	itemMove
 	itemAuthority // the directory changed the user's lines
 	itemResync    // cluster: serving again after a lease loss (cluster.go)
+	itemAdopted   // cluster: an adopted session's monitors are ready (cluster.go)
 )
 
 // item is one thing for the session to do.
@@ -112,6 +113,8 @@ type item struct {
 	mon  *monitorRef
 	link ctipool.LinkState
 	move *moveJob
+	// itemAdopted: the watches started for an adopted session.
+	adopt *adoptJob
 	lost bool // itemMonitorEnded: the monitor went with its link
 	// itemAuthority: the user's lines now, and where the outcome goes.
 	lines  []*Line
@@ -396,6 +399,8 @@ func (s *Session) process(it item) {
 		it.result <- s.onAuthority(it.lines)
 	case itemResync:
 		s.resync()
+	case itemAdopted:
+		s.attachAdopted(it.adopt)
 	}
 }
 
@@ -408,6 +413,9 @@ type replayed struct {
 func (s *Session) onLink(ls ctipool.LinkState) {
 	if ls.Link != nil && ls.Link != s.link || ls.Link == nil && ls.Name != s.link.Name() {
 		return // news of a link the session has moved away from
+	}
+	if s.gen == 0 {
+		return // adopted while no link was up: its adopt move places it
 	}
 	prev := s.State()
 	var st State

@@ -472,7 +472,11 @@ local owner = redis.call('HGET', k, 'owner')
 if not owner then
   return {-1}
 end
-if owner ~= '' and owner ~= me then
+if owner == me then
+  -- Ours already (claimed in a batch a moment ago): nothing changes.
+  return {1, tonumber(redis.call('HGET', k, 'gen')), redis.call('HGET', k, 'data') or ''}
+end
+if owner ~= '' then
   local ttl = redis.call('PTTL', p .. 'n:' .. owner .. ':lease')
   if ttl > 0 then
     return {0, owner, ttl}
@@ -579,6 +583,16 @@ func (s *Store) LiveNodes(ctx context.Context) (int, error) {
 		}
 	}
 	return live, nil
+}
+
+// OwnedCount is the number of sessions node owns (or, for "", the free
+// ones).
+func (s *Store) OwnedCount(ctx context.Context, node string) (int64, error) {
+	s.rt()
+	if node == "" {
+		return s.rdb.SCard(ctx, freeKey()).Result()
+	}
+	return s.rdb.SCard(ctx, ownedKey(node)).Result()
 }
 
 // FreeCount is the number of released sessions nobody claimed yet.

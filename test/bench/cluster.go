@@ -32,8 +32,12 @@ type ClusterOptions struct {
 	Lease    time.Duration // cluster.lease_ttl
 	Budget   int           // cti.admission_budget
 	LogLevel string
-	// Probing: the dispatcher list marks every node "probing" so one that
-	// is down is out of rotation within DS_PING_INTERVAL.
+	// KamailioMB is Kamailio's shared memory (-m; default 256, as the
+	// documented command line). Every transaction stays in it for tm's
+	// wait timer after it ends: thousands of requests a second need more.
+	KamailioMB int
+	// KamailioDefines are more -A defines (e.g. DLG_FR_TIMER=2000).
+	KamailioDefines []string
 }
 
 // ClusterNode is one gateway of the lab.
@@ -266,10 +270,17 @@ func (l *ClusterLab) startKamailio() error {
 	l.KamAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	l.KamCtl = filepath.Join(l.Opt.Dir, "kamailio_ctl")
 	host, rport, _ := net.SplitHostPort(l.RedisAdr)
-	args := []string{"-f", filepath.Join(l.Opt.Root, "configs", "kamailio", "kamailio.cfg"), "-x", "tlsf", "-m", "256", "-M", "16", "-DD", "-E",
+	mem := l.Opt.KamailioMB
+	if mem <= 0 {
+		mem = 256
+	}
+	args := []string{"-f", filepath.Join(l.Opt.Root, "configs", "kamailio", "kamailio.cfg"), "-x", "tlsf", "-m", strconv.Itoa(mem), "-M", "16", "-DD", "-E",
 		"-A", "SIP_LISTEN_IP=127.0.0.1", "-A", "SIP_PORT=" + strconv.Itoa(port),
 		"-A", `DISPATCHER_LIST="` + list + `"`, "-A", `CTL_SOCKET="unix:` + l.KamCtl + `"`, "-A", "DS_PING_INTERVAL=1",
 		"-A", "WITH_REDIS", "-A", fmt.Sprintf(`REDIS_SERVER="name=cstagw;addr=%s;port=%s"`, host, rport)}
+	for _, d := range l.Opt.KamailioDefines {
+		args = append(args, "-A", d)
+	}
 	var err error
 	l.Kam, err = startProc("kamailio", bin, args, nil, filepath.Join(l.Opt.Dir, "kamailio.log"))
 	if err != nil {

@@ -185,8 +185,11 @@ func (r *Rig) Status() (GWStatus, error) {
 }
 
 // Metrics returns the gateway's /metrics as name{labels} → value.
-func (r *Rig) Metrics() (map[string]float64, error) {
-	res, err := httpc.Get("http://" + r.Admin + "/metrics")
+func (r *Rig) Metrics() (map[string]float64, error) { return fetchMetrics(r.Admin) }
+
+// fetchMetrics reads a gateway's /metrics (admin is host:port).
+func fetchMetrics(admin string) (map[string]float64, error) {
+	res, err := httpc.Get("http://" + admin + "/metrics")
 	if err != nil {
 		return nil, err
 	}
