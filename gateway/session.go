@@ -115,7 +115,7 @@ type item struct {
 	move *moveJob
 	// itemAdopted: the watches started for an adopted session.
 	adopt *adoptJob
-	lost bool // itemMonitorEnded: the monitor went with its link
+	lost  bool // itemMonitorEnded: the monitor went with its link
 	// itemAuthority: the user's lines now, and where the outcome goes.
 	lines  []*Line
 	result chan int
