@@ -235,15 +235,7 @@ func (c *clusterNode) verify(ctx context.Context, resync bool) {
 // (A call shown before and ended meanwhile is not cleared: nobody kept
 // what was shown; see docs/cluster.md.)
 func (s *Session) resync() {
-	s.mu.Lock()
-	mons := make([]*monitorRef, 0, len(s.monitors))
-	for _, m := range s.monitors {
-		if m.w != nil && !m.dead {
-			mons = append(mons, m)
-		}
-	}
-	s.mu.Unlock()
-	for _, m := range mons {
+	for _, m := range s.liveMonitors() {
 		for _, ev := range m.w.current() {
 			s.sendEvent(m, ev)
 		}

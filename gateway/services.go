@@ -205,14 +205,7 @@ func (s *Session) resolveConn(c csta.ConnectionID) (csta.ConnectionID, error) {
 	if c.CallID == "" {
 		return c, csta.NewError(csta.CodeInvalidCallID, "connection without callID")
 	}
-	s.mu.Lock()
-	mons := make([]*monitorRef, 0, len(s.monitors))
-	for _, m := range s.monitors {
-		if m.w != nil && !m.dead {
-			mons = append(mons, m)
-		}
-	}
-	s.mu.Unlock()
+	mons := s.liveMonitors()
 	on := func(l *Line) (csta.ConnectionID, error) {
 		return csta.ConnectionID{CallID: c.CallID, DeviceID: l.Device}, nil
 	}
@@ -242,6 +235,20 @@ func (s *Session) resolveConn(c csta.ConnectionID) (csta.ConnectionID, error) {
 	}
 	s.g.metrics.refusals.With("call").Inc()
 	return c, csta.NewError(csta.CodeInvalidConnectionID, "call %s is not a call of the user's lines", trunc(c.CallID))
+}
+
+// liveMonitors returns the session's monitors that have a device watch
+// and still get events.
+func (s *Session) liveMonitors() []*monitorRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mons := make([]*monitorRef, 0, len(s.monitors))
+	for _, m := range s.monitors {
+		if m.w != nil && !m.dead {
+			mons = append(mons, m)
+		}
+	}
+	return mons
 }
 
 // dial translates a destination, with the error the service calls for.

@@ -131,15 +131,7 @@ func (s *Server) AdoptDialog(st DialogState) (*Dialog, error) {
 		return nil, fmt.Errorf("sipstack: dialog state: remote From: %w", err)
 	}
 	d.remoteFrom.DisplayName, d.remoteFrom.Params = name, params
-	if len(d.routeSet) > 0 {
-		var u sip.Uri
-		if err := sip.ParseUri(strings.Trim(uriPart(d.routeSet[0]), "<>"), &u); err == nil {
-			d.routeDest = u.HostPort()
-			if u.Port == 0 {
-				d.routeDest = u.Host + ":5060"
-			}
-		}
-	}
+	d.routeDest = routeDest(d.routeSet)
 	s.mu.Lock()
 	c, ok := s.contacts[d.transport]
 	s.mu.Unlock()

@@ -365,15 +365,7 @@ func (s *Server) newDialog(req *sip.Request, se time.Duration) *Dialog {
 			d.routeSet = append(d.routeSet, v)
 		}
 	}
-	if len(d.routeSet) > 0 {
-		var u sip.Uri
-		if err := sip.ParseUri(strings.Trim(uriPart(d.routeSet[0]), "<>"), &u); err == nil {
-			d.routeDest = u.HostPort()
-			if u.Port == 0 {
-				d.routeDest = u.Host + ":5060"
-			}
-		}
-	}
+	d.routeDest = routeDest(d.routeSet)
 	s.mu.Lock()
 	c, ok := s.contacts[d.transport]
 	s.mu.Unlock()
@@ -383,6 +375,22 @@ func (s *Server) newDialog(req *sip.Request, se time.Duration) *Dialog {
 	d.contact = *c.Clone()
 	d.cseq.Store(1 + rand.Uint32N(10000))
 	return d
+}
+
+// routeDest is where requests along a route set go: the first route's
+// host:port ("" without a route set).
+func routeDest(routeSet []string) string {
+	if len(routeSet) == 0 {
+		return ""
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(strings.Trim(uriPart(routeSet[0]), "<>"), &u); err != nil {
+		return ""
+	}
+	if u.Port == 0 {
+		return u.Host + ":5060"
+	}
+	return u.HostPort()
 }
 
 func uriPart(v string) string {

@@ -171,15 +171,8 @@ func (l *ClusterLab) writeNodeConfig(n *ClusterNode) error {
 	}
 	fmt.Fprintf(w, "cluster:\n  node_id: %s\n  lease_ttl: %s\n  redis:\n    address: \"%s\"\n", n.ID, o.Lease, l.RedisAdr)
 	fmt.Fprintf(w, "admin:\n  listen: \"%s\"\nlog:\n  level: %s\n  format: json\n", n.Admin, o.LogLevel)
-	fmt.Fprintf(w, "gateway:\n  max_sessions: 200000\n  shutdown_grace: 20s\ndirectory:\n  users:\n")
-	for i := 1; i <= o.Users; i++ {
-		fmt.Fprintf(w, "    - {uri: \"%s\", lines: [{line: \"%s\", device: \"%s\"}]}\n", userURI(i), lineURI(i), station(i))
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	fmt.Fprintf(w, "gateway:\n  max_sessions: 200000\n  shutdown_grace: 20s\n")
+	return finishConfig(f, w, o.Users)
 }
 
 // Start runs the node (again) and waits until it serves.

@@ -142,14 +142,8 @@ func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
 	pr.waitAll(deadline)
 	pr.close()
 	_ = waitFor(20*time.Second, "answers", func() bool { return cl.Pending() == 0 })
-	ts := pr.times(t0)
-	run.Answered = len(ts)
-	if len(ts) > 0 {
-		run.P50Ms = ts[len(ts)/2]
-		run.AllAnsweredMs = ts[len(ts)-1]
-	}
+	run.Answered, run.P50Ms, run.AllAnsweredMs = pr.summary(t0, run.SignIn.OK)
 	if run.Answered < run.SignIn.OK {
-		run.AllAnsweredMs = -1
 		run.Problems = append(run.Problems, fmt.Sprintf("cluster: only %d of %d sessions answered on their dialog within %v", run.Answered, run.SignIn.OK, deadline))
 	}
 	run.N481, run.Refused, run.Timeouts, run.OtherErrors = pr.counts()

@@ -175,14 +175,8 @@ func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
 	pr.waitAll(deadline)
 	pr.close()
 	_ = waitFor(20*time.Second, "answers", func() bool { return cl.Pending() == 0 })
-	ts := pr.times(t0)
-	run.Answered = len(ts)
-	if len(ts) > 0 {
-		run.P50Ms = ts[len(ts)/2]
-		run.AllAnsweredMs = ts[len(ts)-1]
-	}
+	run.Answered, run.P50Ms, run.AllAnsweredMs = pr.summary(t0, n)
 	if run.Answered < n {
-		run.AllAnsweredMs = -1
 		run.Problems = append(run.Problems, fmt.Sprintf("continuity/%s: only %d of %d sessions answered on their dialog within %v", mode, run.Answered, n, deadline))
 	}
 	run.N481, run.Refused, run.Timeouts, run.OtherErrors = pr.counts()
@@ -331,6 +325,20 @@ func (p *prober) times(t0 time.Time) []float64 {
 	}
 	slices.Sort(ts)
 	return ts
+}
+
+// summary returns how many sessions answered since the mark, and the
+// median and last of those times in ms after t0 (last -1 when fewer than
+// want answered).
+func (p *prober) summary(t0 time.Time, want int) (answered int, p50, last float64) {
+	ts := p.times(t0)
+	if len(ts) > 0 {
+		p50, last = ts[len(ts)/2], ts[len(ts)-1]
+	}
+	if len(ts) < want {
+		last = -1
+	}
+	return len(ts), p50, last
 }
 
 // counts returns the 481s, refusals, timeouts and other errors seen.

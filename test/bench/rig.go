@@ -255,8 +255,14 @@ func writeGatewayConfig(path string, r *Rig, o RigOptions) error {
 		fmt.Fprintf(w, "    - {name: cti-%c, address: \"%s\", app_session: true}\n", 'a'+i, a)
 	}
 	fmt.Fprintf(w, "admin:\n  listen: \"%s\"\nlog:\n  level: %s\n  format: json\n", r.Admin, o.LogLevel)
-	fmt.Fprintf(w, "gateway:\n  max_sessions: 200000\ndirectory:\n  users:\n")
-	for i := 1; i <= o.Users; i++ {
+	fmt.Fprintf(w, "gateway:\n  max_sessions: 200000\n")
+	return finishConfig(f, w, o.Users)
+}
+
+// finishConfig writes the directory of users u1..uN and closes the file.
+func finishConfig(f *os.File, w *bufio.Writer, users int) error {
+	fmt.Fprintf(w, "directory:\n  users:\n")
+	for i := 1; i <= users; i++ {
 		fmt.Fprintf(w, "    - {uri: \"%s\", lines: [{line: \"%s\", device: \"%s\"}]}\n", userURI(i), lineURI(i), station(i))
 	}
 	if err := w.Flush(); err != nil {
