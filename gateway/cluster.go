@@ -934,11 +934,25 @@ func (c *clusterNode) resolveSIPURI() error {
 	if addr == "" {
 		addr = c.g.sip.Addr("tcp")
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
-		return fmt.Errorf("cluster.sip_uri: required when the SIP listener (%q) is not one address", addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("cluster.sip_uri: required: no SIP listener address to derive it from (%q)", addr)
 	}
-	c.st.SetSIPURI("sip:" + addr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		// Listening on every address: the advertised host, else loopback
+		// (a proxy on the same host), said loudly.
+		host = "127.0.0.1"
+		if adv := c.g.conf().SIP.Advertise; adv != "" {
+			if h, _, err := net.SplitHostPort(adv); err == nil {
+				host = h
+			} else {
+				host = adv
+			}
+		}
+		c.g.log.Warn().Str("listener", addr).Str("sip_uri", "sip:"+net.JoinHostPort(host, port)).
+			Msg("cluster.sip_uri not set and the SIP listener is on every address: proxies are told this URI; set cluster.sip_uri")
+	}
+	c.st.SetSIPURI("sip:" + net.JoinHostPort(host, port))
 	c.g.log.Info().Str("sip_uri", c.st.SIPURI()).Str("node", c.st.Node()).Msg("cluster: this node's address for proxies")
 	return nil
 }

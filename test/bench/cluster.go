@@ -38,6 +38,11 @@ type ClusterOptions struct {
 	KamailioMB int
 	// KamailioDefines are more -A defines (e.g. DLG_FR_TIMER=2000).
 	KamailioDefines []string
+	// DispatcherFlags of every node in the dispatcher list: 0 (active
+	// until probing says otherwise, as the documented harness writes
+	// it) or 8 (probing from the start: a node not up yet is out of
+	// rotation as soon as a probe fails).
+	DispatcherFlags int
 }
 
 // ClusterNode is one gateway of the lab.
@@ -252,9 +257,7 @@ func (l *ClusterLab) startKamailio() error {
 	list := filepath.Join(l.Opt.Dir, "dispatcher.list")
 	var b strings.Builder
 	for _, n := range l.Nodes {
-		// flags 8: probing from the start, so a node not up yet (or
-		// killed) is out of rotation within a probe interval.
-		fmt.Fprintf(&b, "1 sip:%s 8 10\n", n.SIPAddr)
+		fmt.Fprintf(&b, "1 sip:%s %d 10\n", n.SIPAddr, l.Opt.DispatcherFlags)
 	}
 	if err := os.WriteFile(list, []byte(b.String()), 0o644); err != nil {
 		return err

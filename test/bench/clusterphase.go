@@ -58,7 +58,9 @@ func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
 		SimBin: e.SimBin, Nodes: 3, Users: n, Links: 2, Lease: lease, Budget: cfg.Budget, LogLevel: e.GWLog, KamailioMB: 1024,
 		// ctisim answers in milliseconds: a request sent to the killed
 		// node in its last instant is retried after 2 s, not 6.
-		KamailioDefines: []string{"DLG_FR_TIMER=2000"}}, true)
+		KamailioDefines: []string{"DLG_FR_TIMER=2000"},
+		// Gateways 2 and 3 are started later: out of rotation until then.
+		DispatcherFlags: 8}, true)
 	if err != nil {
 		return nil, err
 	}
