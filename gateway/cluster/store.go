@@ -217,7 +217,12 @@ func (s *Store) AcquireLease(ctx context.Context) (ok bool, err error) {
 	}
 	s.setTok(t)
 	s.rt()
-	return true, s.rdb.SAdd(ctx, nodesKey(), s.node).Err()
+	if err := s.rdb.SAdd(ctx, nodesKey(), s.node).Err(); err != nil {
+		return true, err
+	}
+	// The scripts, before any pipeline needs them (a NOSCRIPT answer to a
+	// pipelined EVALSHA is handled, but costs a round trip).
+	return true, s.loadScripts(ctx)
 }
 
 var refreshScript = redis.NewScript(`
@@ -337,21 +342,39 @@ func (s *Store) Apply(ctx context.Context, writes []Write) (gens []int64, err er
 	}
 	s.rt()
 	_, err = pipe.Exec(ctx)
-	if err != nil && isNoScript(err) {
-		if err = s.loadScripts(ctx); err == nil {
-			return s.Apply(ctx, writes)
-		}
-	}
-	if err != nil && !isNil(err) {
+	if err != nil && !isNil(err) && !isNoScript(err) {
 		return nil, err
 	}
+	// A server that does not know a script (a new or promoted master) ran
+	// none of those commands: load the scripts and run exactly those again.
 	gens = make([]int64, len(writes))
+	var again []int
 	for i, c := range cmds {
 		n, cerr := c.Int64()
-		if cerr != nil {
+		switch {
+		case isNoScript(cerr):
+			again = append(again, i)
+		case cerr != nil:
 			return nil, cerr
+		default:
+			gens[i] = n
 		}
-		gens[i] = n
+	}
+	if len(again) > 0 {
+		if err := s.loadScripts(ctx); err != nil {
+			return nil, err
+		}
+		retry := make([]Write, len(again))
+		for k, i := range again {
+			retry[k] = writes[i]
+		}
+		rg, err := s.Apply(ctx, retry)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range again {
+			gens[i] = rg[k]
+		}
 	}
 	return gens, nil
 }
@@ -394,18 +417,33 @@ func (s *Store) Release(ctx context.Context, recs []Record) (ok []bool, err erro
 		cmds[i] = releaseScript.EvalSha(ctx, pipe, []string{sessKey(r.CallID), ownedKey(s.node), freeKey()}, s.node, r.CallID, r.Gen, r.Data)
 	}
 	s.rt()
-	if _, err = pipe.Exec(ctx); err != nil && isNoScript(err) {
-		if err = s.loadScripts(ctx); err == nil {
-			return s.Release(ctx, recs)
-		}
-	}
-	if err != nil && !isNil(err) {
+	if _, err = pipe.Exec(ctx); err != nil && !isNil(err) && !isNoScript(err) {
 		return nil, err
 	}
 	ok = make([]bool, len(recs))
+	var again []int
 	for i, c := range cmds {
-		n, _ := c.Int64()
+		n, cerr := c.Int64()
+		if isNoScript(cerr) {
+			again = append(again, i)
+		}
 		ok[i] = n == 1
+	}
+	if len(again) > 0 {
+		if err := s.loadScripts(ctx); err != nil {
+			return nil, err
+		}
+		retry := make([]Record, len(again))
+		for k, i := range again {
+			retry[k] = recs[i]
+		}
+		rok, err := s.Release(ctx, retry)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range again {
+			ok[i] = rok[k]
+		}
 	}
 	return ok, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -137,4 +138,63 @@ func TestReleaseAndClaimFree(t *testing.T) {
 	require.Len(t, recs, 1)
 	assert.Equal(t, "y", recs[0].CallID)
 	assert.Equal(t, int64(2), recs[0].Gen)
+}
+
+// Through Sentinel: the store follows a failover of the master to its
+// replica, and the lease and sessions are there on the new master.
+func TestSentinelFailover(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	sentinel := redistest.StartSentinel(t, "cstagw", master)
+	ctx := context.Background()
+	st, err := cluster.Open(cluster.Config{NodeID: "a", LeaseTTL: 3 * time.Second,
+		Redis: cluster.RedisConfig{Sentinel: &cluster.SentinelConfig{Master: "cstagw", Addresses: []string{sentinel.Addr}}}}, "sip:a")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	ok, err := st.AcquireLease(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	gens, err := st.Apply(ctx, []cluster.Write{{CallID: "x", Data: []byte("1")}})
+	require.NoError(t, err)
+	require.Len(t, gens, 1)
+	require.Positive(t, gens[0])
+	gen := gens[0]
+	// Wait until the replica has the data, then lose the master.
+	probe, err := cluster.Open(cluster.Config{NodeID: "probe", Redis: cluster.RedisConfig{Address: replica.Addr}}, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = probe.Close() })
+	require.Eventually(t, func() bool {
+		owner, _, err := probe.Owner(ctx, "x")
+		return err == nil && owner == "a"
+	}, 5*time.Second, 20*time.Millisecond)
+	// Sentinel learns of the replica from the master's INFO.
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
+	t.Cleanup(func() { _ = sc.Close() })
+	require.Eventually(t, func() bool {
+		r, err := sc.Replicas(ctx, "cstagw").Result()
+		return err == nil && len(r) == 1
+	}, 20*time.Second, 100*time.Millisecond, "sentinel never saw the replica")
+	master.Stop()
+	// Writes reach the promoted replica, with what the old master had.
+	var last []any
+	reached := false
+	for deadline := time.Now().Add(30 * time.Second); !reached && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		gens, err := st.Apply(ctx, []cluster.Write{{CallID: "x", Gen: gen, Data: []byte("2")}})
+		m, _ := sc.GetMasterAddrByName(ctx, "cstagw").Result()
+		last = []any{gens, err, m}
+		reached = err == nil && len(gens) == 1 && gens[0] == gen
+	}
+	require.True(t, reached, "the store never reached the promoted replica: %v", last)
+	m, err := sc.GetMasterAddrByName(ctx, "cstagw").Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"127.0.0.1", fmt.Sprint(replica.Port)}, m, "the replica is the master now")
+	// The lease came along (it was replicated): still ours, unless the
+	// failover outlasted its TTL; then it is taken again.
+	held, err := st.RefreshLease(ctx)
+	require.NoError(t, err)
+	if !held {
+		ok, err := st.AcquireLease(ctx)
+		require.NoError(t, err)
+		assert.True(t, ok, "the lease, expired during the failover, is taken again")
+	}
 }

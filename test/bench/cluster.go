@@ -121,7 +121,7 @@ func startClusterLab(o ClusterOptions, deferNodes bool) (*ClusterLab, error) {
 	}
 	rport := freePort()
 	l.RedisAdr = fmt.Sprintf("127.0.0.1:%d", rport)
-	l.Redis, err = startProc("redis", redisBin, []string{"--port", strconv.Itoa(rport), "--bind", "127.0.0.1", "--save", "",
+	l.Redis, err = startProc("redis", redisBin, []string{"--port", strconv.Itoa(rport), "--bind", "127.0.0.1", "--dir", o.Dir, "--save", "",
 		"--appendonly", "no", "--daemonize", "no"}, nil, filepath.Join(o.Dir, "redis.log"))
 	if err != nil {
 		return fail(err)

@@ -7,7 +7,9 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,10 @@ type Server struct {
 	t    testing.TB
 	bin  string
 	cmd  *exec.Cmd
+	args []string // more arguments (a replica, a sentinel)
+	// dir is its working directory: a replica writes the master's RDB
+	// there, and a server started elsewhere must never load it.
+	dir string
 }
 
 // Binary finds redis-server (test/all.sh installs it).
@@ -33,7 +39,29 @@ func Binary() (string, error) {
 }
 
 // Start runs a new server; the test fails when it cannot.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { t.Helper(); return StartWith(t) }
+
+// StartReplica runs a server replicating master.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	return StartWith(t, "--replicaof", "127.0.0.1", fmt.Sprint(master.Port))
+}
+
+// StartSentinel runs redis-server in sentinel mode watching master under
+// the name name: it declares the master down after 500 ms of silence and
+// promotes a replica.
+func StartSentinel(t testing.TB, name string, master *Server) *Server {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	body := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d 1\nsentinel down-after-milliseconds %[1]s 500\nsentinel failover-timeout %[1]s 2000\n", name, master.Port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return StartWith(t, conf, "--sentinel")
+}
+
+// StartWith runs a new server with more arguments (a config file first).
+func StartWith(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -45,7 +73,7 @@ func Start(t testing.TB) *Server {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
-	s := &Server{Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), t: t, bin: bin}
+	s := &Server{Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), t: t, bin: bin, args: args, dir: t.TempDir()}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -57,8 +85,19 @@ func (s *Server) Start() {
 	if s.cmd != nil {
 		return
 	}
-	s.cmd = exec.Command(s.bin, "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+	var args []string
+	if len(s.args) > 0 && !strings.HasPrefix(s.args[0], "--") {
+		args = append(args, s.args[0]) // a config file comes first
+	}
+	args = append(args, "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--dir", s.dir, "--save", "", "--appendonly", "no",
 		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+	for _, a := range s.args {
+		if len(args) > 0 && a == args[0] {
+			continue
+		}
+		args = append(args, a)
+	}
+	s.cmd = exec.Command(s.bin, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
