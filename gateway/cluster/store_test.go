@@ -166,7 +166,7 @@ func TestSentinelFailover(t *testing.T) {
 	require.Eventually(t, func() bool {
 		owner, _, err := probe.Owner(ctx, "x")
 		return err == nil && owner == "a"
-	}, 5*time.Second, 20*time.Millisecond)
+	}, 15*time.Second, 20*time.Millisecond, "the replica never got the session")
 	// Sentinel learns of the replica from the master's INFO.
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
 	t.Cleanup(func() { _ = sc.Close() })

@@ -89,7 +89,7 @@ func (s *Server) Start() {
 	if len(s.args) > 0 && !strings.HasPrefix(s.args[0], "--") {
 		args = append(args, s.args[0]) // a config file comes first
 	}
-	args = append(args, "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--dir", s.dir, "--save", "", "--appendonly", "no",
+	args = append(args, "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--dir", s.dir, "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0",
 		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
 	for _, a := range s.args {
 		if len(args) > 0 && a == args[0] {
