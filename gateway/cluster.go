@@ -51,6 +51,7 @@ const (
 	adoptOnDemand = "on_demand" // a request for it arrived here first
 	adoptDrained  = "drained"   // its node released it while draining
 	adoptRestart  = "restart"   // this node's previous run owned it
+	adoptOrphan   = "orphan"    // ours in the store, not served here (a lost claim answer)
 )
 
 // clusterNode is the gateway's side of the cluster.
@@ -59,10 +60,14 @@ type clusterNode struct {
 	st  *cluster.Store
 	cfg cluster.Config
 
-	storeUp   atomic.Bool
-	held      atomic.Bool  // we hold our lease (as of the last round trip)
-	leaseOK   atomic.Int64 // unix ns when the last successful acquire/refresh was sent
-	verified  atomic.Bool  // after (re)acquiring, our sessions were checked
+	storeUp  atomic.Bool
+	held     atomic.Bool  // we hold our lease (as of the last round trip)
+	leaseOK  atomic.Int64 // unix ns when the last successful acquire/refresh was sent
+	verified atomic.Bool  // after (re)acquiring, our sessions were checked
+	epoch    atomic.Int64 // lease acquisitions: only the latest one's check counts
+	// lapsed: events were held back or requests refused while not
+	// serving; the next good refresh sends every session a resync.
+	lapsed    atomic.Bool
 	settle    atomic.Int64 // unix ns before which no other node's sessions are claimed
 	releasing atomic.Bool
 
@@ -167,6 +172,11 @@ func (c *clusterNode) leaseRound(ctx context.Context, first *bool) {
 		c.setStoreUp(true, nil)
 		if held {
 			c.leaseOK.Store(sent.UnixNano())
+			if c.verified.Load() && c.lapsed.Swap(false) {
+				// Not serving for a moment (refreshes late), the lease
+				// kept: tell the clients what they missed.
+				c.resyncAll()
+			}
 			return
 		}
 		// Expired under us (a pause, a partition, a store restart):
@@ -195,11 +205,21 @@ func (c *clusterNode) leaseRound(ctx context.Context, first *bool) {
 	c.settle.Store(time.Now().Add(c.cfg.LeaseTTL).UnixNano())
 	wasFirst := *first
 	*first = false
+	epoch := c.epoch.Add(1)
 	go func() {
-		c.verify(ctx, !wasFirst)
 		if wasFirst {
-			c.claimAll(ctx, c.st.Node(), adoptRestart, 0)
+			// What an earlier run of this node owned is set aside before
+			// anything of this run is written, then taken back.
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			n, err := c.st.TakeOverPrevious(pctx)
+			cancel()
+			c.verify(ctx, false, epoch)
+			if err == nil && n > 0 {
+				c.claimAll(ctx, c.st.Node(), adoptRestart, int(n))
+			}
+			return
 		}
+		c.verify(ctx, true, epoch)
 	}()
 }
 
@@ -208,12 +228,12 @@ func (c *clusterNode) leaseRound(ctx context.Context, first *bool) {
 // are let go), then serves again. With resync (the lease had been lost,
 // events were held back) each session kept is sent its lines' calls as
 // they are now and one SystemStatus normal.
-func (c *clusterNode) verify(ctx context.Context, resync bool) {
+func (c *clusterNode) verify(ctx context.Context, resync bool, epoch int64) {
 	all := c.g.allSessions()
 	if len(all) > 0 {
 		c.g.log.Info().Int("sessions", len(all)).Msg("cluster: lease acquired: checking our sessions are still ours")
 	}
-	for len(all) > 0 && ctx.Err() == nil {
+	for len(all) > 0 && ctx.Err() == nil && c.epoch.Load() == epoch {
 		n := min(256, len(all))
 		if err := c.write(ctx, all[:n]); err != nil {
 			time.Sleep(c.cfg.LeaseTTL / 3)
@@ -221,12 +241,21 @@ func (c *clusterNode) verify(ctx context.Context, resync bool) {
 		}
 		all = all[n:]
 	}
+	if c.epoch.Load() != epoch || ctx.Err() != nil {
+		return // a later acquisition checks again
+	}
 	c.verified.Store(true)
 	c.g.log.Info().Msg("cluster: serving")
 	if resync {
-		for _, s := range c.g.allSessions() {
-			s.deliverForce(item{kind: itemResync})
-		}
+		c.lapsed.Store(false)
+		c.resyncAll()
+	}
+}
+
+// resyncAll sends every session its lines' calls and SystemStatus normal.
+func (c *clusterNode) resyncAll() {
+	for _, s := range c.g.allSessions() {
+		s.deliverForce(item{kind: itemResync})
 	}
 }
 
@@ -408,16 +437,24 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if n, err := c.st.FreeCount(rctx); err == nil && n > 0 {
+		n, err := c.st.FreeCount(rctx)
+		cancel()
+		if err == nil && n > 0 {
 			c.claimShare(ctx, "", n, adoptDrained)
 		}
+		if tick%40 == 39 {
+			c.adoptOrphans(ctx)
+		}
+		rctx, cancel = context.WithTimeout(ctx, 2*time.Second)
 		// Dead nodes are looked for every second, and every round while
 		// one still has sessions (the others may be slower to take theirs).
 		if tick%4 == 0 || len(dead) > 0 {
 			var err error
 			if dead, err = c.st.DeadNodes(rctx); err == nil {
 				for _, node := range dead {
-					n, err := c.st.OwnedCount(rctx, node)
+					octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
+					n, err := c.st.OwnedCount(octx, node)
+					ocancel()
 					if err != nil || n == 0 {
 						continue
 					}
@@ -438,6 +475,42 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 		}
 		cancel()
 		tick++
+	}
+}
+
+// adoptOrphans adopts what the store says this node owns and it does not
+// serve: a claim whose answer was lost, an adoption that failed. One it
+// cannot adopt is released for another node.
+func (c *clusterNode) adoptOrphans(ctx context.Context) {
+	if !c.serving() || c.g.draining.Load() {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	owned, err := c.st.Owned(rctx)
+	cancel()
+	if err != nil || len(owned) == 0 {
+		return
+	}
+	local := map[string]bool{}
+	for _, s := range c.g.allSessions() {
+		local[s.dlg.CallID()] = true
+	}
+	for _, id := range owned {
+		if local[id] || ctx.Err() != nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		r, _, err := c.st.ClaimOne(rctx, id)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if _, err := c.adopt(r, adoptOrphan, false); err != nil && !errors.Is(err, sipstack.ErrDialogKnown) {
+			c.g.log.Warn().Err(err).Str("call_id", id).Msg("cluster: a session of ours could not be adopted: releasing it for another node")
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, _ = c.st.Release(rctx, []cluster.Record{r})
+			cancel()
+		}
 	}
 }
 
@@ -602,6 +675,13 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 	d.SetOwner(s)
 	d.OnCSeqMark(func() { c.markDirty(s) })
 	g.metrics.adopted.With(how).Inc()
+	if d.Ended() {
+		// A BYE came while the session was being built.
+		give()
+		s.close(CloseClientBye, false)
+		return s, nil
+	}
+	c.markDirty(s) // our link, and a fresh CSeq reservation
 	if lerr != nil {
 		// The user or the sign-in line left the directory meanwhile.
 		give()
@@ -638,7 +718,11 @@ type adoptJob struct {
 // calls and say SystemStatus normal. A failure is tried again every second
 // while the session stays on that link generation (a move off it re-creates
 // the monitors itself).
-func (c *clusterNode) adoptMonitors(s *Session) {
+func (c *clusterNode) adoptMonitors(s *Session) { c.adoptMonitorsAfter(s, 0) }
+
+// adoptMonitorsAfter is adoptMonitors, tried again after wait on failure
+// (doubling to 30 s).
+func (c *clusterNode) adoptMonitorsAfter(s *Session, wait time.Duration) {
 	g := c.g
 	s.mu.Lock()
 	link, gen := s.link, s.gen
@@ -685,8 +769,9 @@ func (c *clusterNode) adoptMonitors(s *Session) {
 	}
 	if !ok {
 		g.metrics.moves.With(moveAdopt, moveFailed).Inc()
-		s.log.Warn().AnErr("error", err).Msg("cluster: adopted session's monitors not started yet: trying again")
-		time.AfterFunc(time.Second, func() { c.adoptMonitors(s) })
+		wait = min(max(2*wait, time.Second), 30*time.Second)
+		s.log.Warn().AnErr("error", err).Dur("retry_in", wait).Msg("cluster: adopted session's monitors not started yet: trying again")
+		time.AfterFunc(wait, func() { c.adoptMonitorsAfter(s, wait) })
 	}
 }
 
@@ -829,6 +914,22 @@ func (g *Gateway) allSessions() []*Session {
 // left stays in the store for whoever takes it over.
 func (c *clusterNode) handOff(ctx context.Context) {
 	c.releasing.Store(true)
+	// Sessions never written yet are written first, or nobody could take
+	// them.
+	c.mu.Lock()
+	pending := make([]*Session, 0, len(c.dirty))
+	for s := range c.dirty {
+		pending = append(pending, s)
+	}
+	clear(c.dirty)
+	c.mu.Unlock()
+	for len(pending) > 0 && ctx.Err() == nil {
+		n := min(256, len(pending))
+		if err := c.write(ctx, pending[:n]); err != nil {
+			break
+		}
+		pending = pending[n:]
+	}
 	all := c.g.allSessions()
 	start := time.Now()
 	released := 0
@@ -844,6 +945,11 @@ func (c *clusterNode) handOff(ctx context.Context) {
 		all = all[n:]
 		recs := make([]cluster.Record, 0, n)
 		keep := make([]*Session, 0, n)
+		// Each session stops sending and answering first, so that the
+		// node taking it is the only one to speak on the dialog.
+		for _, s := range batch {
+			s.handingOff.Store(true)
+		}
 		for _, s := range batch {
 			if s.State() == StateClosed {
 				continue

@@ -399,6 +399,10 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstack.Request) sipstack.Reply {
 	s, _ := d.Owner().(*Session)
 	if s == nil {
+		if g.cluster != nil {
+			// A dialog being adopted, its session not built yet.
+			return sipstack.Reply{Status: 503, RetryAfter: time.Second}
+		}
 		return sipstack.Reply{Status: 481, End: true}
 	}
 	if n := s.inflight.Add(1); n > int32(g.conf().Gateway.MaxInFlight) {
@@ -413,9 +417,12 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 		return sipstack.Reply{Status: 481, End: true}
 	default:
 	}
-	if c := g.cluster; c != nil && !c.serving() {
-		// Not sure the session is still ours: let the client retry (the
-		// proxy finds its owner meanwhile).
+	if c := g.cluster; c != nil && (!c.serving() || s.handingOff.Load()) {
+		// Not sure the session is still ours, or it is being handed over:
+		// let the client retry (the proxy finds its owner meanwhile).
+		if !c.serving() {
+			c.lapsed.Store(true)
+		}
 		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
 	}
 	return s.request(ctx, req)

@@ -247,3 +247,35 @@ func TestClusterStoreOutage(t *testing.T) {
 	assert.False(t, alice.byeReceived())
 	assert.True(t, strings.Contains(metricsText(t, e), "cstagw_cluster_store_up 1"))
 }
+
+// A lone cluster node killed and started again under the same node_id
+// takes its sessions back: same dialogs, monitors re-created.
+func TestClusterRestartTakesSessionsBack(t *testing.T) {
+	rds := redistest.Start(t)
+	e := newEnv(t, envOpts{gw: clusterOpt("a", rds.Addr)})
+	waitServing(t, e.gw)
+	st := probe(t, rds.Addr)
+	cl := e.udp()
+	alice := signIn(t, cl, userAlice, lineAlice)
+	bob := signIn(t, cl, userBob, lineBob)
+	for _, d := range []*dialog{alice, bob} {
+		require.Eventually(t, func() bool { return ownerOf(t, st, d) == "a" }, waitLong, 10*time.Millisecond)
+	}
+	e.gw.Kill()
+	e.shutdown = true
+	mark := alice.mark()
+
+	again := addNode(t, e, "a", rds.Addr)
+	require.Eventually(t, func() bool { return again.Sessions() == 2 }, waitLong, 10*time.Millisecond)
+	cl.gwAddr = again.SIPAddr("udp")
+	bob.ok(getDND(lineBob))
+	id, err := e.sim.PlaceCall(extCaller, devAlice)
+	require.NoError(t, err)
+	alice.waitEvent(mark, csta.KindDeliveredEvent, id)
+	// Taken back once: the store's set of the node holds exactly them.
+	time.Sleep(3 * testLease)
+	assert.Equal(t, 2, again.Sessions())
+	_, metrics := httpGet(t, "http://"+again.AdminAddr()+"/metrics")
+	assert.Contains(t, metrics, `cstagw_cluster_sessions_adopted_total{how="restart"} 2`)
+	assert.Contains(t, metrics, "cstagw_cluster_sessions_lost_total 0")
+}

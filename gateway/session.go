@@ -184,6 +184,9 @@ type Session struct {
 	// request queued behind it waits at most cti.request_timeout.
 	queued atomic.Bool
 	moving atomic.Bool
+	// handingOff: a drain is releasing the session to another node: it
+	// sends nothing more and answers requests 503 (cluster.go).
+	handingOff atomic.Bool
 
 	mu       sync.Mutex
 	state    State
@@ -389,8 +392,13 @@ func (s *Session) process(it item) {
 			s.sendEvent(it.mon, it.ev)
 		}
 	case itemMonitorEnded:
+		s.mu.Lock() // record() reads the flags off the run token
 		it.mon.dead = true
 		it.mon.ended = it.mon.ended || !it.lost
+		s.mu.Unlock()
+		if c := s.g.cluster; c != nil && !it.lost {
+			c.markDirty(s) // the switch ended it: the next owner must not re-create it
+		}
 	case itemLink:
 		s.onLink(it.link)
 	case itemMove:
@@ -465,9 +473,11 @@ func (s *Session) sendRaw(m *csta.Message) {
 
 // sendBody sends a CSTA document (name is its root element) in an INFO.
 func (s *Session) sendBody(body []byte, name string) {
-	if c := s.g.cluster; c != nil && !c.serving() {
-		// Our lease is not sure: another node may serve this dialog now.
+	if c := s.g.cluster; c != nil && (!c.serving() || s.handingOff.Load()) {
+		// Our lease is not sure, or the session is being handed over:
+		// another node may serve this dialog now.
 		s.g.metrics.fencedDrops.Inc()
+		c.lapsed.Store(true)
 		return
 	}
 	if err := s.dlg.SendInfo(body); err != nil {

@@ -140,6 +140,9 @@ func (s *Server) AdoptDialog(st DialogState) (*Dialog, error) {
 	}
 	d.contact = *c.Clone()
 	d.cseq.Store(st.CSeq)
+	// The first request of ours reserves new room (OnCSeqMark): a later
+	// owner must start above what this one uses.
+	d.cseqMark.Store(st.CSeq)
 	d.key = dialogKey(d.callID, d.localTag, d.remoteTag)
 	if _, loaded := s.dialogs.LoadOrStore(d.key, d); loaded {
 		return nil, ErrDialogKnown

@@ -269,16 +269,18 @@ func (s *Store) DropLease(ctx context.Context) error {
 }
 
 // putScript writes a session. ARGV: me, sip, id, gen, data, create.
-// create: the session is new here (a sign-in): it is ours whatever the
-// hash said, under a new generation. Otherwise owner and generation must
-// still be ours. Returns the generation, 0 when we lost it.
+// create: the session is new here (a sign-in): it is ours when the hash
+// is missing, free or ours already, under a new generation; never taken
+// from another node (a create retried after a lost lease must fail).
+// Otherwise owner and generation must still be ours. Returns the
+// generation, 0 when we lost it.
 var putScript = redis.NewScript(`
 local k = KEYS[1]
 local owner = redis.call('HGET', k, 'owner')
 local gen = tonumber(redis.call('HGET', k, 'gen') or '0')
 if ARGV[6] == '1' then
   if owner and owner ~= '' and owner ~= ARGV[1] then
-    redis.call('SREM', KEYS[3] .. 'n:' .. owner .. ':s', ARGV[3])
+    return 0
   elseif owner == '' then
     redis.call('SREM', KEYS[3] .. 'free', ARGV[3])
   end
@@ -381,7 +383,7 @@ func (s *Store) Apply(ctx context.Context, writes []Write) (gens []int64, err er
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
-var allScripts = []*redis.Script{refreshScript, dropLeaseScript, putScript, delScript, releaseScript, claimScript, claimOneScript}
+var allScripts = []*redis.Script{refreshScript, dropLeaseScript, putScript, delScript, releaseScript, claimScript, claimOneScript, prevScript}
 
 // loadScripts makes sure the server knows every script (EVALSHA in a
 // pipeline cannot fall back to EVAL by itself).
@@ -449,14 +451,17 @@ func (s *Store) Release(ctx context.Context, recs []Record) (ok []bool, err erro
 }
 
 // claimScript moves up to n sessions of node src (its lease gone; "" =
-// the free set; src = me: what a previous run of this node left) to us.
+// the free set; src = me: what a previous run of this node left, set
+// aside by TakeOverPrevious) to us.
 // ARGV: me, sip, n, prefix, src. Returns id, gen, data triples.
 var claimScript = redis.NewScript(`
 local me, src, p = ARGV[1], ARGV[5], ARGV[4]
 local set = p .. 'free'
-if src ~= '' then
+if src == me then
+  set = p .. 'n:' .. me .. ':prev'
+elseif src ~= '' then
   set = p .. 'n:' .. src .. ':s'
-  if src ~= me and redis.call('EXISTS', p .. 'n:' .. src .. ':lease') == 1 then
+  if redis.call('EXISTS', p .. 'n:' .. src .. ':lease') == 1 then
     return {}
   end
 end
@@ -479,8 +484,27 @@ if src ~= '' and src ~= me and redis.call('SCARD', set) == 0 then
 end
 return out`)
 
+// prevScript sets aside what an earlier run of this node owned, so that
+// this run claims it like a dead node's (and its own set holds only what
+// it serves).
+var prevScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
+  redis.call('DEL', KEYS[1])
+end
+return redis.call('SCARD', KEYS[2])`)
+
+// TakeOverPrevious sets aside the sessions an earlier run of this node
+// owned (call it once, right after the first lease of a run) and returns
+// how many there are; Claim with src = this node then takes them.
+func (s *Store) TakeOverPrevious(ctx context.Context) (int64, error) {
+	s.rt()
+	return prevScript.Run(ctx, s.rdb, []string{ownedKey(s.node), Prefix + "n:" + s.node + ":prev"}).Int64()
+}
+
 // Claim takes up to n sessions of a dead node (src), of the free set
-// (src ""), or left by an earlier run of this node (src = our id).
+// (src ""), or left by an earlier run of this node (src = our id, after
+// TakeOverPrevious).
 func (s *Store) Claim(ctx context.Context, src string, n int) ([]Record, error) {
 	s.rt()
 	v, err := claimScript.Run(ctx, s.rdb, []string{nodesKey()}, s.node, s.sip, n, Prefix, src).Slice()
@@ -631,6 +655,12 @@ func (s *Store) OwnedCount(ctx context.Context, node string) (int64, error) {
 		return s.rdb.SCard(ctx, freeKey()).Result()
 	}
 	return s.rdb.SCard(ctx, ownedKey(node)).Result()
+}
+
+// Owned returns the Call-IDs this node owns in the store.
+func (s *Store) Owned(ctx context.Context) ([]string, error) {
+	s.rt()
+	return s.rdb.SMembers(ctx, ownedKey(s.node)).Result()
 }
 
 // FreeCount is the number of released sessions nobody claimed yet.

@@ -133,11 +133,25 @@ func TestReleaseAndClaimFree(t *testing.T) {
 	// A restarted node takes back what its previous run owned.
 	require.NoError(t, a.DropLease(ctx))
 	a2 := open(t, srv.Addr, "a", 3*time.Second)
+	n, err = a2.TakeOverPrevious(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
 	recs, err = a2.Claim(ctx, "a", 10)
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "y", recs[0].CallID)
 	assert.Equal(t, int64(2), recs[0].Gen)
+	recs, err = a2.Claim(ctx, "a", 10)
+	require.NoError(t, err)
+	assert.Empty(t, recs, "what was taken back is not taken again")
+	owned, err := a2.Owned(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"y"}, owned)
+
+	// A create never takes a session from another node.
+	gens, err := b.Apply(ctx, []cluster.Write{{CallID: "y", Data: []byte("b")}})
+	require.NoError(t, err)
+	assert.Equal(t, []int64{0}, gens)
 }
 
 // Through Sentinel: the store follows a failover of the master to its
