@@ -229,7 +229,10 @@ func (r *Report) addContinuity(x *ContResult, c PhaseConfig) {
 
 // prober sends GetDoNotDisturb to every session round robin, one request
 // outstanding per session, and records when each session first answered,
-// with a GetDoNotDisturbResponse, a request sent after the mark.
+// with a GetDoNotDisturbResponse, a request sent after the mark. Once the
+// mark is set, a session that has answered is not probed again: the
+// rate goes to the sessions still waiting, so the figure is the time to
+// recover, not the time a probe round takes.
 type prober struct {
 	ss       []*Session
 	mu       sync.Mutex
@@ -255,7 +258,7 @@ func startProber(ss []*Session, rate float64) *prober {
 			for k := 0; k < n; k++ {
 				j := (i + k) % n
 				s := ss[j]
-				if s.Inflight() > 0 || !s.IsSigned() {
+				if s.Inflight() > 0 || !s.IsSigned() || p.done(j) {
 					continue
 				}
 				i = j + 1
@@ -289,6 +292,16 @@ func (p *prober) record(j int, sent int64, r *Response) {
 			p.mu.Unlock()
 		}
 	}
+}
+
+// done reports whether session j has answered since the mark.
+func (p *prober) done(j int) bool {
+	if p.mark.Load() == math.MaxInt64 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.answered[j] != 0
 }
 
 // setMark starts counting: only answers to requests sent from now on count.
