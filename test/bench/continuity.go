@@ -238,6 +238,7 @@ type prober struct {
 	mu       sync.Mutex
 	mark     atomic.Int64 // requests sent after this (unix ns) count
 	answered []int64
+	finished []atomic.Bool // answered[j] != 0, read without the lock
 	n481     atomic.Int64
 	ref      atomic.Int64 // refused resourceOutOfService
 	tmo      atomic.Int64
@@ -247,7 +248,7 @@ type prober struct {
 }
 
 func startProber(ss []*Session, rate float64) *prober {
-	p := &prober{ss: ss, answered: make([]int64, len(ss)), stop: make(chan struct{})}
+	p := &prober{ss: ss, answered: make([]int64, len(ss)), finished: make([]atomic.Bool, len(ss)), stop: make(chan struct{})}
 	p.mark.Store(math.MaxInt64)
 	p.wg.Add(1)
 	go func() {
@@ -288,6 +289,7 @@ func (p *prober) record(j int, sent int64, r *Response) {
 			p.mu.Lock()
 			if p.answered[j] == 0 {
 				p.answered[j] = time.Now().UnixNano()
+				p.finished[j].Store(true)
 			}
 			p.mu.Unlock()
 		}
@@ -295,14 +297,7 @@ func (p *prober) record(j int, sent int64, r *Response) {
 }
 
 // done reports whether session j has answered since the mark.
-func (p *prober) done(j int) bool {
-	if p.mark.Load() == math.MaxInt64 {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.answered[j] != 0
-}
+func (p *prober) done(j int) bool { return p.finished[j].Load() }
 
 // setMark starts counting: only answers to requests sent from now on count.
 func (p *prober) setMark() { p.mark.Store(time.Now().UnixNano()) }
