@@ -73,6 +73,19 @@ func ownerOf(t *testing.T, st *cluster.Store, d *dialog) string {
 	return owner
 }
 
+// aliceAndBobOnA signs alice and bob in on node a, on one client, and
+// waits until the store has both.
+func aliceAndBobOnA(t *testing.T, e *testEnv, st *cluster.Store) (*sipClient, *dialog, *dialog) {
+	t.Helper()
+	cl := e.udp()
+	alice := signIn(t, cl, userAlice, lineAlice)
+	bob := signIn(t, cl, userBob, lineBob)
+	for _, d := range []*dialog{alice, bob} {
+		require.Eventually(t, func() bool { return ownerOf(t, st, d) == "a" }, waitLong, 10*time.Millisecond)
+	}
+	return cl, alice, bob
+}
+
 func TestClusterTakeoverKeepsDialogs(t *testing.T) {
 	rds := redistest.Start(t)
 	e := newEnv(t, envOpts{nodes: 2, gw: clusterOpt("a", rds.Addr)})
@@ -167,12 +180,7 @@ func TestClusterDrainHandsSessionsOver(t *testing.T) {
 	waitServing(t, e.gw)
 	b := addNode(t, e, "b", rds.Addr)
 	st := probe(t, rds.Addr)
-	cl := e.udp()
-	alice := signIn(t, cl, userAlice, lineAlice)
-	bob := signIn(t, cl, userBob, lineBob)
-	for _, d := range []*dialog{alice, bob} {
-		require.Eventually(t, func() bool { return ownerOf(t, st, d) == "a" }, waitLong, 10*time.Millisecond)
-	}
+	cl, alice, bob := aliceAndBobOnA(t, e, st)
 	mark := alice.mark()
 
 	// POST /drain, as an operator before an upgrade.
@@ -255,12 +263,7 @@ func TestClusterRestartTakesSessionsBack(t *testing.T) {
 	e := newEnv(t, envOpts{gw: clusterOpt("a", rds.Addr)})
 	waitServing(t, e.gw)
 	st := probe(t, rds.Addr)
-	cl := e.udp()
-	alice := signIn(t, cl, userAlice, lineAlice)
-	bob := signIn(t, cl, userBob, lineBob)
-	for _, d := range []*dialog{alice, bob} {
-		require.Eventually(t, func() bool { return ownerOf(t, st, d) == "a" }, waitLong, 10*time.Millisecond)
-	}
+	cl, alice, bob := aliceAndBobOnA(t, e, st)
 	e.gw.Kill()
 	e.shutdown = true
 	mark := alice.mark()
