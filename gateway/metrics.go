@@ -176,7 +176,7 @@ func newMetrics() *metrics {
 	m.storeWrites = counter("cstagw_cluster_store_writes_total", "Session states written to the cluster store.")
 	m.clusterLost = counter("cstagw_cluster_sessions_lost_total", "Sessions let go (no BYE) because another node had claimed them.")
 	m.released = counter("cstagw_cluster_sessions_released_total", "Sessions handed to the other nodes by a drain.")
-	m.adopted = newCounterVec(reg, "cstagw_cluster_sessions_adopted_total", "Sessions taken over from other nodes, by how (takeover, on_demand, drained, restart).", "how")
+	m.adopted = newCounterVec(reg, "cstagw_cluster_sessions_adopted_total", "Sessions taken over from other nodes, by how (takeover, on_demand, drained, restart, orphan).", "how")
 	m.fencedDrops = counter("cstagw_cluster_fenced_events_total", "Events not sent because the node did not hold its lease.")
 	ev := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cstagw_event_delivery_seconds",
 		Help: "Events, from the PBX's frame in to the client's INFO out.", Buckets: latencyBuckets})
