@@ -133,10 +133,7 @@ func (e *Env) capacity(network string, steps []int, settle time.Duration) (*CapR
 		return nil, err
 	}
 	defer cl.Close()
-	ss := make([]*Session, maxN)
-	for i := range ss {
-		ss[i] = cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
-	}
+	ss := cl.UserSessions(maxN)
 	done := 0
 	for _, target := range steps {
 		before, _ := sample(rig.GW.PID)

@@ -125,11 +125,10 @@ func TestClusterThroughKamailio(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(cl.Close)
 	cl.OnEventXref = events.add
-	sess := make([]*Session, clusterUsers)
+	sess := cl.UserSessions(clusterUsers)
 	var wg sync.WaitGroup
 	var signErr atomic.Value
 	for i := range sess {
-		sess[i] = cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
 		wg.Add(1)
 		sess[i].SignIn(func(r SignInResult) {
 			if r.Err != nil {

@@ -91,10 +91,7 @@ func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
 		return nil, err
 	}
 	defer cl.Close()
-	ss := make([]*Session, n)
-	for i := range ss {
-		ss[i] = cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
-	}
+	ss := cl.UserSessions(n)
 	run.SignIn = signInAll(ss, e.Window, victim.Proc.Alive)
 	e.logf("cluster: %d/%d signed in through Kamailio (%.0f/s)", run.SignIn.OK, n, run.SignIn.PerSecond)
 	if err := waitFor(30*time.Second, "gateway 1 holding every session", func() bool {

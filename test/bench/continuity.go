@@ -55,15 +55,8 @@ type ContResult struct {
 }
 
 func (e *Env) continuity(cfg PhaseConfig) (*ContResult, error) {
-	res := &ContResult{}
-	for _, mode := range []string{"failover", "resume"} {
-		r, err := e.continuityRun(cfg, mode)
-		if err != nil {
-			return res, err
-		}
-		res.Runs = append(res.Runs, *r)
-	}
-	return res, nil
+	runs, err := eachMode([]string{"failover", "resume"}, func(mode string) (*ContRun, error) { return e.continuityRun(cfg, mode) })
+	return &ContResult{Runs: runs}, err
 }
 
 func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
@@ -121,10 +114,7 @@ func (e *Env) continuityRun(cfg PhaseConfig, mode string) (*ContRun, error) {
 		return nil, err
 	}
 	defer cl.Close()
-	ss := make([]*Session, n)
-	for i := range ss {
-		ss[i] = cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
-	}
+	ss := cl.UserSessions(n)
 	run := &ContRun{Mode: mode, Sessions: n, Budget: cfg.Budget}
 	if mode == "failover" {
 		run.FailoverAfterMs = float64(cfg.FailoverAfter.Milliseconds())

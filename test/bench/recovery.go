@@ -72,15 +72,22 @@ type RecResult struct {
 }
 
 func (e *Env) recovery(cfg PhaseConfig) (*RecResult, error) {
-	res := &RecResult{}
-	for _, fault := range []string{"drop", "silent"} {
-		r, err := e.recoveryRun(cfg, fault)
+	runs, err := eachMode([]string{"drop", "silent"}, func(fault string) (*RecRun, error) { return e.recoveryRun(cfg, fault) })
+	return &RecResult{Runs: runs}, err
+}
+
+// eachMode runs a phase's scenarios in order, stopping at the first error
+// (the runs done so far are kept).
+func eachMode[R any](modes []string, run func(string) (*R, error)) ([]R, error) {
+	var out []R
+	for _, m := range modes {
+		r, err := run(m)
 		if err != nil {
-			return res, err
+			return out, err
 		}
-		res.Runs = append(res.Runs, *r)
+		out = append(out, *r)
 	}
-	return res, nil
+	return out, nil
 }
 
 type probeRec struct {
@@ -110,10 +117,7 @@ func (e *Env) recoveryRun(cfg PhaseConfig, fault string) (*RecRun, error) {
 		return nil, err
 	}
 	defer cl.Close()
-	ss := make([]*Session, n)
-	for i := range ss {
-		ss[i] = cl.NewSession(i+1, userURI(i+1), lineURI(i+1))
-	}
+	ss := cl.UserSessions(n)
 	run := &RecRun{Fault: fault, Sessions: n, HeartbeatMs: float64(cfg.Heartbeat.Milliseconds()), Budget: cfg.Budget, OutageMs: float64(cfg.Refuse.Milliseconds())}
 	run.SignIn = signInAll(ss, e.Window, rig.GW.Alive)
 	e.logf("recovery/%s: %d/%d signed in (%.0f/s)", fault, run.SignIn.OK, n, run.SignIn.PerSecond)

@@ -231,6 +231,16 @@ func (c *Client) NewSession(idx int, user, line string) *Session {
 	return &Session{Idx: idx, User: user, Line: line, conn: c.conns[idx%len(c.conns)]}
 }
 
+// UserSessions returns sessions for users u1..uN of the rigs' directory,
+// each on its own line.
+func (c *Client) UserSessions(n int) []*Session {
+	ss := make([]*Session, n)
+	for i := range ss {
+		ss[i] = c.NewSession(i+1, userURI(i+1), lineURI(i+1))
+	}
+	return ss
+}
+
 func (c *Client) register(callID string, s *Session) {
 	c.mu.Lock()
 	c.byCallID[callID] = s
