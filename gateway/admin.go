@@ -97,19 +97,12 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		switch {
-		case g.draining.Load():
+		if why := g.notReady(); why != "" {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "draining")
-		case !g.pool.AnyUp():
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "no CTI link up")
-		case g.cluster != nil && !g.cluster.serving():
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "cluster lease not held")
-		default:
-			fmt.Fprintln(w, "ready")
+			fmt.Fprintln(w, why)
+			return
 		}
+		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

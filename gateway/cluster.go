@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,9 +66,8 @@ type clusterNode struct {
 	epoch    atomic.Int64 // lease acquisitions: only the latest one's check counts
 	// lapsed: events were held back or requests refused while not
 	// serving; the next good refresh sends every session a resync.
-	lapsed    atomic.Bool
-	settle    atomic.Int64 // unix ns before which no other node's sessions are claimed
-	releasing atomic.Bool
+	lapsed atomic.Bool
+	settle atomic.Int64 // unix ns before which no other node's sessions are claimed
 
 	mu    sync.Mutex
 	dirty map[*Session]struct{}
@@ -437,7 +435,7 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		n, err := c.st.FreeCount(rctx)
+		n, err := c.st.OwnedCount(rctx, "")
 		cancel()
 		if err == nil && n > 0 {
 			c.claimShare(ctx, "", n, adoptDrained)
@@ -852,7 +850,7 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, s
 		switch {
 		case err == nil:
 			s, aerr := c.adopt(r, adoptOnDemand, false)
-			if aerr != nil || s.dlg.ID() != sipstackKey(callID, localTag, remoteTag) {
+			if aerr != nil || s.dlg.ID() != sipstack.DialogID(callID, localTag, remoteTag) {
 				return nil, sipstack.Reply{}
 			}
 			return s.dlg, sipstack.Reply{}
@@ -882,18 +880,22 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, s
 	}
 }
 
-// sipstackKey mirrors a dialog's ID (Call-ID and both tags).
-func sipstackKey(callID, localTag, remoteTag string) string {
-	return strings.Join([]string{callID, localTag, remoteTag}, "\x00")
-}
-
 // Ready implements sipstack.Readiness: OPTIONS is answered 503 while the
 // node is draining, has no CTI link up, or (in a cluster) does not serve.
-func (g *Gateway) Ready() bool {
-	if g.draining.Load() || !g.pool.AnyUp() {
-		return false
+func (g *Gateway) Ready() bool { return g.notReady() == "" }
+
+// notReady says why the node takes no sign-ins ("" when it does): the
+// answer of /readyz and of OPTIONS.
+func (g *Gateway) notReady() string {
+	switch {
+	case g.draining.Load():
+		return "draining"
+	case !g.pool.AnyUp():
+		return "no CTI link up"
+	case g.cluster != nil && !g.cluster.serving():
+		return "cluster lease not held"
 	}
-	return g.cluster == nil || g.cluster.serving()
+	return ""
 }
 
 // allSessions returns the live sessions.
@@ -913,7 +915,6 @@ func (g *Gateway) allSessions() []*Session {
 // returns when all are gone, no other node is alive, or ctx ends; what is
 // left stays in the store for whoever takes it over.
 func (c *clusterNode) handOff(ctx context.Context) {
-	c.releasing.Store(true)
 	// Sessions never written yet are written first, or nobody could take
 	// them.
 	c.mu.Lock()
@@ -975,7 +976,7 @@ func (c *clusterNode) handOff(ctx context.Context) {
 		}
 		// Wait for the others to claim before releasing more.
 		for ctx.Err() == nil {
-			n, err := c.st.FreeCount(ctx)
+			n, err := c.st.OwnedCount(ctx, "")
 			if err != nil || n < 2*claimBatch {
 				break
 			}

@@ -95,6 +95,12 @@ func (d *Dialog) Ended() bool {
 	return d.ended
 }
 
+// DialogID is the ID of the dialog with these Call-ID and tags (ours
+// local, the client's remote), as Dialog.ID gives it.
+func DialogID(callID, localTag, remoteTag string) string {
+	return dialogKey(callID, localTag, remoteTag)
+}
+
 func dialogKey(callID, localTag, remoteTag string) string {
 	return callID + "\x00" + localTag + "\x00" + remoteTag
 }

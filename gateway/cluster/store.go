@@ -324,61 +324,76 @@ return 1`)
 // is no longer ours (another node claimed it: the caller must stop serving
 // it).
 func (s *Store) Apply(ctx context.Context, writes []Write) (gens []int64, err error) {
-	if len(writes) == 0 {
-		return nil, nil
-	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(writes))
-	for i, w := range writes {
+	return s.evalAll(ctx, len(writes), func(pipe redis.Pipeliner, i int) *redis.Cmd {
+		w := writes[i]
 		keys := []string{sessKey(w.CallID), ownedKey(s.node), Prefix}
 		if w.Delete {
-			cmds[i] = delScript.EvalSha(ctx, pipe, keys[:2], s.node, w.CallID, w.Gen)
-			continue
+			return delScript.EvalSha(ctx, pipe, keys[:2], s.node, w.CallID, w.Gen)
 		}
 		create := "0"
 		if w.Gen == 0 {
 			create = "1"
 		}
 		s.bytesOut.Add(uint64(len(w.Data)))
-		cmds[i] = putScript.EvalSha(ctx, pipe, keys, s.node, s.sip, w.CallID, w.Gen, w.Data, create)
+		return putScript.EvalSha(ctx, pipe, keys, s.node, s.sip, w.CallID, w.Gen, w.Data, create)
+	})
+}
+
+// evalAll sends n script calls (cmd builds the i-th) in one pipeline and
+// returns their integer answers. A server that does not know a script (a
+// new or promoted master) ran none of the calls it refused: the scripts
+// are loaded and exactly those calls are sent again.
+func (s *Store) evalAll(ctx context.Context, n int, cmd func(pipe redis.Pipeliner, i int) *redis.Cmd) ([]int64, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	return s.evalSome(ctx, seq(n), cmd, true)
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func (s *Store) evalSome(ctx context.Context, idx []int, cmd func(pipe redis.Pipeliner, i int) *redis.Cmd, retry bool) ([]int64, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(idx))
+	for k, i := range idx {
+		cmds[k] = cmd(pipe, i)
 	}
 	s.rt()
-	_, err = pipe.Exec(ctx)
-	if err != nil && !isNil(err) && !isNoScript(err) {
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) && !isNoScript(err) {
 		return nil, err
 	}
-	// A server that does not know a script (a new or promoted master) ran
-	// none of those commands: load the scripts and run exactly those again.
-	gens = make([]int64, len(writes))
-	var again []int
-	for i, c := range cmds {
-		n, cerr := c.Int64()
+	out := make([]int64, len(idx))
+	var again, at []int
+	for k, c := range cmds {
+		v, err := c.Int64()
 		switch {
-		case isNoScript(cerr):
-			again = append(again, i)
-		case cerr != nil:
-			return nil, cerr
+		case isNoScript(err) && retry:
+			again, at = append(again, idx[k]), append(at, k)
+		case err != nil:
+			return nil, err
 		default:
-			gens[i] = n
+			out[k] = v
 		}
 	}
 	if len(again) > 0 {
 		if err := s.loadScripts(ctx); err != nil {
 			return nil, err
 		}
-		retry := make([]Write, len(again))
-		for k, i := range again {
-			retry[k] = writes[i]
-		}
-		rg, err := s.Apply(ctx, retry)
+		vs, err := s.evalSome(ctx, again, cmd, false)
 		if err != nil {
 			return nil, err
 		}
-		for k, i := range again {
-			gens[i] = rg[k]
+		for j, k := range at {
+			out[k] = vs[j]
 		}
 	}
-	return gens, nil
+	return out, nil
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
@@ -412,40 +427,17 @@ return 1`)
 // Release hands sessions we own to whichever node claims them first; the
 // data is their last state. ok[i] is false for one we no longer owned.
 func (s *Store) Release(ctx context.Context, recs []Record) (ok []bool, err error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(recs))
-	for i, r := range recs {
+	vs, err := s.evalAll(ctx, len(recs), func(pipe redis.Pipeliner, i int) *redis.Cmd {
+		r := recs[i]
 		s.bytesOut.Add(uint64(len(r.Data)))
-		cmds[i] = releaseScript.EvalSha(ctx, pipe, []string{sessKey(r.CallID), ownedKey(s.node), freeKey()}, s.node, r.CallID, r.Gen, r.Data)
-	}
-	s.rt()
-	if _, err = pipe.Exec(ctx); err != nil && !isNil(err) && !isNoScript(err) {
+		return releaseScript.EvalSha(ctx, pipe, []string{sessKey(r.CallID), ownedKey(s.node), freeKey()}, s.node, r.CallID, r.Gen, r.Data)
+	})
+	if err != nil {
 		return nil, err
 	}
 	ok = make([]bool, len(recs))
-	var again []int
-	for i, c := range cmds {
-		n, cerr := c.Int64()
-		if isNoScript(cerr) {
-			again = append(again, i)
-		}
-		ok[i] = n == 1
-	}
-	if len(again) > 0 {
-		if err := s.loadScripts(ctx); err != nil {
-			return nil, err
-		}
-		retry := make([]Record, len(again))
-		for k, i := range again {
-			retry[k] = recs[i]
-		}
-		rok, err := s.Release(ctx, retry)
-		if err != nil {
-			return nil, err
-		}
-		for k, i := range again {
-			ok[i] = rok[k]
-		}
+	for i, v := range vs {
+		ok[i] = v == 1
 	}
 	return ok, nil
 }
@@ -661,12 +653,6 @@ func (s *Store) OwnedCount(ctx context.Context, node string) (int64, error) {
 func (s *Store) Owned(ctx context.Context) ([]string, error) {
 	s.rt()
 	return s.rdb.SMembers(ctx, ownedKey(s.node)).Result()
-}
-
-// FreeCount is the number of released sessions nobody claimed yet.
-func (s *Store) FreeCount(ctx context.Context) (int64, error) {
-	s.rt()
-	return s.rdb.SCard(ctx, freeKey()).Result()
 }
 
 // Owner returns a session's owner and generation ("" when free; ErrUnknown

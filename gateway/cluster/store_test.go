@@ -118,7 +118,7 @@ func TestReleaseAndClaimFree(t *testing.T) {
 	ok, err := a.Release(ctx, []cluster.Record{{CallID: "x", Gen: 1, Data: []byte("2")}, {CallID: "y", Gen: 7, Data: []byte("2")}})
 	require.NoError(t, err)
 	assert.Equal(t, []bool{true, false}, ok, "only a session still ours at that generation is released")
-	n, err := b.FreeCount(ctx)
+	n, err := b.OwnedCount(ctx, "")
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)
 	recs, err := b.Claim(ctx, "", 10)
