@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -236,6 +237,9 @@ func TestClusterStoreOutage(t *testing.T) {
 	assert.Equal(t, 503, res.StatusCode)
 	code, _ := httpGet(t, "http://"+e.gw.AdminAddr()+"/readyz")
 	assert.Equal(t, http.StatusServiceUnavailable, code)
+	// A dispatching proxy's OPTIONS probe takes the node out of rotation.
+	probeCl := e.udp()
+	assert.Equal(t, 503, probeCl.mustDo(probeCl.outOfDialog(sip.OPTIONS, userAlice, "")).StatusCode)
 
 	mark := alice.mark()
 	rds.Start()
@@ -250,6 +254,7 @@ func TestClusterStoreOutage(t *testing.T) {
 		return false
 	}), "no SystemStatus normal once serving again")
 	alice.ok(getDND(lineAlice))
+	assert.Equal(t, 200, probeCl.mustDo(probeCl.outOfDialog(sip.OPTIONS, userAlice, "")).StatusCode)
 	// Its state was written again.
 	require.Eventually(t, func() bool { return ownerOf(t, st, alice) == "a" }, waitLong, 10*time.Millisecond)
 	assert.False(t, alice.byeReceived())
