@@ -232,12 +232,10 @@ func (c *clusterNode) verify(ctx context.Context, resync bool, epoch int64) {
 		c.g.log.Info().Int("sessions", len(all)).Msg("cluster: lease acquired: checking our sessions are still ours")
 	}
 	for len(all) > 0 && ctx.Err() == nil && c.epoch.Load() == epoch {
-		n := min(256, len(all))
-		if err := c.write(ctx, all[:n]); err != nil {
+		var err error
+		if all, err = c.writeAll(ctx, all); err != nil {
 			time.Sleep(c.cfg.LeaseTTL / 3)
-			continue
 		}
-		all = all[n:]
 	}
 	if c.epoch.Load() != epoch || ctx.Err() != nil {
 		return // a later acquisition checks again
@@ -311,12 +309,8 @@ func (c *clusterNode) writeLoop(ctx context.Context) {
 		case <-c.kick:
 		case <-retry.C:
 		}
+		sess := c.takeDirty()
 		c.mu.Lock()
-		sess := make([]*Session, 0, len(c.dirty))
-		for s := range c.dirty {
-			sess = append(sess, s)
-		}
-		clear(c.dirty)
 		dels := c.dels
 		c.dels = map[string]int64{}
 		c.mu.Unlock()
@@ -339,23 +333,43 @@ func (c *clusterNode) writeLoop(ctx context.Context) {
 			}
 			cancel()
 		}
-		for len(sess) > 0 {
-			n := min(256, len(sess))
-			if err := c.write(ctx, sess[:n]); err != nil {
-				failed = true
-				c.mu.Lock()
-				for _, s := range sess {
-					c.dirty[s] = struct{}{}
-				}
-				c.mu.Unlock()
-				break
+		if rest, err := c.writeAll(ctx, sess); err != nil {
+			failed = true
+			c.mu.Lock()
+			for _, s := range rest {
+				c.dirty[s] = struct{}{}
 			}
-			sess = sess[n:]
+			c.mu.Unlock()
 		}
 		if failed {
 			retry.Reset(c.cfg.LeaseTTL / 3)
 		}
 	}
+}
+
+// takeDirty empties the set of sessions waiting to be written.
+func (c *clusterNode) takeDirty() []*Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Session, 0, len(c.dirty))
+	for s := range c.dirty {
+		out = append(out, s)
+	}
+	clear(c.dirty)
+	return out
+}
+
+// writeAll writes sessions 256 to a pipeline; on a failure it returns
+// those not written yet.
+func (c *clusterNode) writeAll(ctx context.Context, sess []*Session) ([]*Session, error) {
+	for len(sess) > 0 && ctx.Err() == nil {
+		n := min(256, len(sess))
+		if err := c.write(ctx, sess[:n]); err != nil {
+			return sess, err
+		}
+		sess = sess[n:]
+	}
+	return sess, ctx.Err()
 }
 
 // write stores sessions (creating those never written); a session the
@@ -917,20 +931,7 @@ func (g *Gateway) allSessions() []*Session {
 func (c *clusterNode) handOff(ctx context.Context) {
 	// Sessions never written yet are written first, or nobody could take
 	// them.
-	c.mu.Lock()
-	pending := make([]*Session, 0, len(c.dirty))
-	for s := range c.dirty {
-		pending = append(pending, s)
-	}
-	clear(c.dirty)
-	c.mu.Unlock()
-	for len(pending) > 0 && ctx.Err() == nil {
-		n := min(256, len(pending))
-		if err := c.write(ctx, pending[:n]); err != nil {
-			break
-		}
-		pending = pending[n:]
-	}
+	_, _ = c.writeAll(ctx, c.takeDirty())
 	all := c.g.allSessions()
 	start := time.Now()
 	released := 0
