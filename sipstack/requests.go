@@ -500,18 +500,21 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
-// lookupOrAdopt is lookup, then, for a dialog this node does not have, the
-// handler's Adopter (a dialog another node of a cluster established).
-func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (*Dialog, bool) {
-	if d := s.lookup(req); d != nil {
-		return d, true
+// lookupOrAdopt is lookup and the access check of an in-dialog request;
+// for a dialog this node does not have, a request from a trusted proxy is
+// offered to the handler's Adopter (a dialog another node of a cluster
+// established). The check runs once (with digest accounts it consumes a
+// nonce count). ok is false when the request has been answered here.
+func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (d *Dialog, acc access, ok bool) {
+	if d = s.lookup(req); d != nil {
+		return d, s.check(req, d), true
 	}
-	if !s.check(req, nil).ok {
-		return nil, true // refused by the caller
+	if acc = s.check(req, nil); !acc.trusted {
+		return nil, acc, true
 	}
 	d, rep := s.adopt(req)
 	if d != nil {
-		return d, true
+		return d, acc, true
 	}
 	if rep.Status != 0 {
 		var extra []sip.Header
@@ -519,17 +522,17 @@ func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (*Dia
 			extra = append(extra, s.retryAfter(rep.RetryAfter))
 		}
 		s.rejectReason(tx, req, rep.Status, rep.Reason, "dialog of another node not taken over", extra...)
-		return nil, false
+		return nil, acc, false
 	}
-	return nil, true
+	return nil, acc, true
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	d, ok := s.lookupOrAdopt(req, tx)
+	d, acc, ok := s.lookupOrAdopt(req, tx)
 	if !ok {
 		return
 	}
-	if acc := s.check(req, d); !acc.ok {
+	if !acc.ok {
 		s.reject(tx, req, 403, "source not trusted")
 		return
 	}
@@ -545,11 +548,10 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 // onInDialog handles INFO, UPDATE and re-INVITE.
 func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
-	d, ok := s.lookupOrAdopt(req, tx)
+	d, acc, ok := s.lookupOrAdopt(req, tx)
 	if !ok {
 		return
 	}
-	acc := s.check(req, d)
 	if !acc.ok {
 		s.reject(tx, req, 403, "source not trusted")
 		return
