@@ -66,14 +66,16 @@ func (g *Gateway) Status() Status {
 	if d, ok := g.conf().CTI.FailoverDelay(); ok {
 		st.Continuity.FailoverAfter = d.String()
 	}
-	g.mu.Lock()
-	st.Sessions = len(g.sessions)
-	per := map[string]int{}
-	for l, ss := range g.byLink {
-		per[l.Name()] += len(ss) // a re-added link shares its name with the removed one
-	}
-	g.mu.Unlock()
+	st.Sessions = g.Sessions()
 	st.Dialogs = g.sip.Stats().Dialogs
+	st.Links = g.linkStatuses()
+	return st
+}
+
+// linkStatuses is the links part of /status (and of the link metrics).
+func (g *Gateway) linkStatuses() []LinkStatus {
+	per := g.linkSessions()
+	var out []LinkStatus
 	for _, h := range g.pool.Health() {
 		ls := LinkStatus{
 			Name: h.Name, Address: h.Address, State: h.State, Generation: h.Generation, Sessions: per[h.Name],
@@ -84,9 +86,9 @@ func (g *Gateway) Status() Status {
 		if !h.LastRx.IsZero() {
 			ls.HeartbeatAgeMs = time.Since(h.LastRx).Milliseconds()
 		}
-		st.Links = append(st.Links, ls)
+		out = append(out, ls)
 	}
-	return st
+	return out
 }
 
 func (g *Gateway) adminMux() *http.ServeMux {

@@ -224,15 +224,16 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// Collect reads the live figures only: no store round trip, no reload or
+// continuity status (what /status adds).
 func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.g.Status()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	count := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	gauge(descSessions, float64(st.Sessions))
+	gauge(descSessions, float64(c.g.Sessions()))
 	ss := c.g.sip.Stats()
 	gauge(descDialogs, float64(ss.Dialogs))
 	count(descInfoSent, float64(ss.InfoSent))
@@ -254,7 +255,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for tr, n := range sipstack.ParseErrors() {
 		count(descParseErrors, float64(n), tr)
 	}
-	for _, l := range st.Links {
+	for _, l := range c.g.linkStatuses() {
 		up := 0.0
 		if l.State == ctipool.StateUp {
 			up = 1

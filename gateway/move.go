@@ -754,7 +754,7 @@ func (g *Gateway) linkSessions() map[string]int {
 	defer g.mu.Unlock()
 	out := make(map[string]int, len(g.byLink))
 	for l, ss := range g.byLink {
-		out[l.Name()] += len(ss)
+		out[l.Name()] += len(ss) // a re-added link shares its name with the removed one
 	}
 	return out
 }
