@@ -35,13 +35,16 @@ func (u udpGuard) ReadFrom(p []byte) (int, net.Addr, error) {
 // truncatedRequest returns the 400 answer to a request datagram whose body
 // is shorter than its Content-Length, or nil.
 func truncatedRequest(d []byte) []byte {
+	if bytes.HasPrefix(d, []byte("SIP/")) {
+		return nil // a response
+	}
 	end := bytes.Index(d, []byte("\r\n\r\n"))
-	if end < 0 || bytes.HasPrefix(d, []byte("SIP/")) {
-		return nil // not a whole header block, or a response
+	if end < 0 {
+		return nil // not a whole header block
 	}
 	head := d[:end]
 	body := len(d) - end - 4
-	cl := contentLength(append(head[:len(head):len(head)], '\r', '\n'))
+	cl := contentLength(head) // reads the last line too: no copy per datagram
 	if cl <= body {
 		return nil
 	}
