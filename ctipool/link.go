@@ -78,9 +78,6 @@ func (l *Link) conf() *Config { return l.cfg.Load() }
 // Removed reports whether a reload took the link out of the pool.
 func (l *Link) Removed() bool { return l.removed.Load() }
 
-// Config returns the link's own configuration.
-func (l *Link) Config() LinkConfig { return l.lc }
-
 // Name is the link's configured name.
 func (l *Link) Name() string { return l.lc.Name }
 

@@ -207,9 +207,7 @@ func (c *conn) monitor(ctx context.Context, device string, fn EventFunc, onEnd E
 // blocking: subscribers queue or drop themselves. Events the codec does not
 // model are routed too (their document is in Raw).
 func (c *conn) routeEvent(ev *csta.Message) {
-	if ev.Received == 0 {
-		ev.Received = time.Now().UnixNano()
-	}
+	ev.Received = time.Now().UnixNano() // a message just decoded from the wire
 	c.mu.Lock()
 	m := c.mons.byXref[ev.MonitorCrossRefID]
 	if m == nil {

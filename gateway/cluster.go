@@ -672,16 +672,8 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 		s.queued.Store(true)
 	}
 	g.mu.Lock()
-	g.sessions[s.id] = s
-	if g.byLink[link] == nil {
-		g.byLink[link] = map[*Session]struct{}{}
-	}
-	g.byLink[link][s] = struct{}{}
-	g.perUser[s.user]++
-	if g.byUser[s.user] == nil {
-		g.byUser[s.user] = map[*Session]struct{}{}
-	}
-	g.byUser[s.user][s] = struct{}{}
+	g.add(s)
+	g.perUser[s.user]++ // counted, never refused: the user had it already
 	g.mu.Unlock()
 	g.metrics.monitors.Add(float64(len(s.monitors)))
 	d.SetOwner(s)

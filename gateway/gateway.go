@@ -373,16 +373,8 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 			return sipstack.Reply{Status: 403, Reason: "Forbidden"}
 		}
 	}
-	g.sessions[s.id] = s
-	if g.byLink[link] == nil {
-		g.byLink[link] = map[*Session]struct{}{}
-	}
-	g.byLink[link][s] = struct{}{}
+	g.add(s)
 	g.reserved-- // the reservation becomes the session (perUser already counts it)
-	if g.byUser[s.user] == nil {
-		g.byUser[s.user] = map[*Session]struct{}{}
-	}
-	g.byUser[s.user][s] = struct{}{}
 	g.mu.Unlock()
 	d.SetOwner(s)
 	g.metrics.sessionsOpened.Inc()
@@ -448,18 +440,41 @@ func (g *Gateway) Ended(d *sipstack.Dialog, reason sipstack.EndReason) {
 	}
 }
 
+// add enters a session in the tables (g.mu held): by id, by link, by user.
+func (g *Gateway) add(s *Session) {
+	g.sessions[s.id] = s
+	g.pin(s, s.link)
+	if g.byUser[s.user] == nil {
+		g.byUser[s.user] = map[*Session]struct{}{}
+	}
+	g.byUser[s.user][s] = struct{}{}
+}
+
+// pin and unpin keep byLink (g.mu held); a removed link's entry goes with
+// its last session.
+func (g *Gateway) pin(s *Session, l *ctipool.Link) {
+	if g.byLink[l] == nil {
+		g.byLink[l] = map[*Session]struct{}{}
+	}
+	g.byLink[l][s] = struct{}{}
+}
+
+func (g *Gateway) unpin(s *Session, l *ctipool.Link) {
+	if m := g.byLink[l]; m != nil {
+		delete(m, s)
+		if len(m) == 0 && l.Removed() {
+			delete(g.byLink, l)
+		}
+	}
+}
+
 // forget removes a closed session from the tables, remembering the calls
 // its client was shown so a replacement session can clear the ones that
 // are gone.
 func (g *Gateway) forget(s *Session, mons map[string]*monitorRef) {
 	g.mu.Lock()
 	delete(g.sessions, s.id)
-	if m := g.byLink[s.link]; m != nil {
-		delete(m, s)
-		if len(m) == 0 && s.link.Removed() {
-			delete(g.byLink, s.link)
-		}
-	}
+	g.unpin(s, s.link)
 	if g.perUser[s.user]--; g.perUser[s.user] <= 0 {
 		delete(g.perUser, s.user)
 	}
@@ -483,10 +498,7 @@ func (g *Gateway) forget(s *Session, mons map[string]*monitorRef) {
 // onLinkState is told every link state change by the pool.
 func (g *Gateway) onLinkState(ls ctipool.LinkState) {
 	g.metrics.linkChanges.With(ls.Name, ls.State.String()).Inc()
-	link := ls.Link
-	if link == nil {
-		link = g.pool.Link(ls.Name)
-	}
+	link := ls.Link // always set by the pool
 	g.mu.Lock()
 	var affected []*Session
 	for s := range g.byLink[link] {

@@ -344,16 +344,10 @@ func (s *Session) move(j *moveJob) moveResult {
 	}
 	s.link, s.gen = to, gen
 	s.state = transition(s.state, evMoved)
-	if m := g.byLink[from]; m != nil && from != to {
-		delete(m, s)
-		if len(m) == 0 && from.Removed() {
-			delete(g.byLink, from)
-		}
+	if from != to {
+		g.unpin(s, from)
 	}
-	if g.byLink[to] == nil {
-		g.byLink[to] = map[*Session]struct{}{}
-	}
-	g.byLink[to][s] = struct{}{}
+	g.pin(s, to)
 	// The target's state is stored before its listeners are told under
 	// g.mu: if it died since the monitors started, either it is seen not
 	// up here or the news reaches the session through byLink.

@@ -275,12 +275,7 @@ func (g *Gateway) closeRemovedLinks(now time.Time) {
 // line was taken away, and stops the monitors of other lines taken away.
 // Sessions whose lines did not change are not touched.
 func (g *Gateway) applyDirectory(dir *Directory) (ended, stopped int) {
-	g.mu.Lock()
-	all := make([]*Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		all = append(all, s)
-	}
-	g.mu.Unlock()
+	all := g.allSessions()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, s := range all {

@@ -17,9 +17,6 @@ import (
 // the session's run token. Replays to send once the response is out go to
 // replay.
 func (s *Session) handle(hctx context.Context, req *sipstack.Request, replay *[]*replayed) sipstack.Reply {
-	if hctx == nil {
-		hctx = context.Background()
-	}
 	st := s.State()
 	if st != StateStale && s.gen != 0 && s.link.Generation() != s.gen {
 		// The link came back under a new generation before we were told.

@@ -242,10 +242,7 @@ func (s *Session) deliver(it item) {
 		return
 	}
 	if run {
-		go func() {
-			sipstack.GrowStack(int(it.kind))
-			s.drain(nil)
-		}()
+		s.startDrain(it.kind)
 	}
 }
 
@@ -253,11 +250,17 @@ func (s *Session) deliver(it item) {
 // (the sender bounds itself), draining it when nobody is.
 func (s *Session) deliverForce(it item) {
 	if _, run := s.inbox.push(it, true); run {
-		go func() {
-			sipstack.GrowStack(int(it.kind))
-			s.drain(nil)
-		}()
+		s.startDrain(it.kind)
 	}
+}
+
+// startDrain drains the inbox on a goroutine of its own (the caller took
+// the run token).
+func (s *Session) startDrain(kind itemKind) {
+	go func() {
+		sipstack.GrowStack(int(kind))
+		s.drain(nil)
+	}()
 }
 
 // request queues a SIP request behind whatever the session has to do and
@@ -419,7 +422,7 @@ type replayed struct {
 
 // onLink applies a state change of the pinned link.
 func (s *Session) onLink(ls ctipool.LinkState) {
-	if ls.Link != nil && ls.Link != s.link || ls.Link == nil && ls.Name != s.link.Name() {
+	if ls.Link != s.link {
 		return // news of a link the session has moved away from
 	}
 	if s.gen == 0 {
