@@ -19,70 +19,49 @@ import (
 // already knows (links, SIP counters) is read at scrape time by a
 // collector instead of being counted twice.
 
-// counterVec is a CounterVec whose children are cached by label values.
-type counterVec struct {
-	vec *prometheus.CounterVec
-	n   int
-	mu  sync.RWMutex
-	m   map[string]prometheus.Counter
+// childCache caches the children of a metric vector by label values: the
+// hot paths look a child up without allocating.
+type childCache[T comparable] struct {
+	make func(values ...string) T // the vector's WithLabelValues
+	mu   sync.RWMutex
+	m    map[string]T
 }
 
-func newCounterVec(reg prometheus.Registerer, name, help string, labels ...string) *counterVec {
-	v := &counterVec{vec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels),
-		n: len(labels), m: map[string]prometheus.Counter{}}
-	reg.MustRegister(v.vec)
-	return v
-}
-
-// With returns the counter of a label set (values in label order).
-func (v *counterVec) With(values ...string) prometheus.Counter {
+// With returns the child of a label set (values in label order).
+func (v *childCache[T]) With(values ...string) T {
 	var buf [96]byte
 	k := labelKey(buf[:0], values)
 	v.mu.RLock()
-	c := v.m[string(k)] // no allocation for the lookup
+	c, ok := v.m[string(k)] // no allocation for the lookup
 	v.mu.RUnlock()
-	if c != nil {
+	if ok {
 		return c
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if c = v.m[string(k)]; c == nil {
-		c = v.vec.WithLabelValues(boundLabels(append([]string(nil), values...), len(v.m))...)
+	if c, ok = v.m[string(k)]; !ok {
+		c = v.make(boundLabels(append([]string(nil), values...), len(v.m))...)
 		v.m[string(k)] = c
 	}
 	return c
 }
 
-// histVec is a HistogramVec whose children are cached by label values.
-type histVec struct {
-	vec *prometheus.HistogramVec
-	mu  sync.RWMutex
-	m   map[string]prometheus.Observer
+// counterVec is a CounterVec whose children are cached by label values.
+type counterVec = childCache[prometheus.Counter]
+
+func newCounterVec(reg prometheus.Registerer, name, help string, labels ...string) *counterVec {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	reg.MustRegister(vec)
+	return &counterVec{make: func(v ...string) prometheus.Counter { return vec.WithLabelValues(v...) }, m: map[string]prometheus.Counter{}}
 }
+
+// histVec is a HistogramVec whose children are cached by label values.
+type histVec = childCache[prometheus.Observer]
 
 func newHistVec(reg prometheus.Registerer, name, help string, buckets []float64, labels ...string) *histVec {
-	v := &histVec{vec: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels),
-		m: map[string]prometheus.Observer{}}
-	reg.MustRegister(v.vec)
-	return v
-}
-
-func (v *histVec) With(values ...string) prometheus.Observer {
-	var buf [96]byte
-	k := labelKey(buf[:0], values)
-	v.mu.RLock()
-	o := v.m[string(k)]
-	v.mu.RUnlock()
-	if o != nil {
-		return o
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if o = v.m[string(k)]; o == nil {
-		o = v.vec.WithLabelValues(boundLabels(append([]string(nil), values...), len(v.m))...)
-		v.m[string(k)] = o
-	}
-	return o
+	vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	reg.MustRegister(vec)
+	return &histVec{make: func(v ...string) prometheus.Observer { return vec.WithLabelValues(v...) }, m: map[string]prometheus.Observer{}}
 }
 
 func labelKey(k []byte, values []string) []byte {
