@@ -114,35 +114,23 @@ func (g *Gateway) Apply(cfg Config) (ReloadResult, error) {
 	defer g.reload.mu.Unlock()
 	old := g.live.Load()
 	res := ReloadResult{Generation: old.generation + 1}
+	// What cannot change live is kept as it runs and named.
 	if g.ldapSrc != nil || cfg.Directory.LDAP != nil {
 		// The LDAP source runs with the settings it started with; its
 		// users are merged into the new file's.
-		if !reflect.DeepEqual(old.cfg.Directory.LDAP, cfg.Directory.LDAP) {
-			res.NeedsRestart = append(res.NeedsRestart, "directory.ldap")
-			cfg.Directory.LDAP = old.cfg.Directory.LDAP
-		}
+		keep(&res, "directory.ldap", &cfg.Directory.LDAP, old.cfg.Directory.LDAP)
 		if g.ldapSrc != nil {
 			dir, _ = mergeDirectory(cfg.Directory, g.ldapSrc.Users())
 		}
 	}
-
-	// What cannot change live is kept as it runs and named.
-	restart := func(name string, a, b any) {
-		if !reflect.DeepEqual(a, b) {
-			res.NeedsRestart = append(res.NeedsRestart, name)
-		}
-	}
-	restart("sip.listen", old.cfg.SIP.Listen, cfg.SIP.Listen)
-	restart("sip.tls", old.cfg.SIP.TLS, cfg.SIP.TLS)
-	restart("sip.advertise", old.cfg.SIP.Advertise, cfg.SIP.Advertise)
-	restart("sip.udp_max_message", old.cfg.SIP.UDPMaxMessage, cfg.SIP.UDPMaxMessage)
-	restart("admin", old.cfg.Admin, cfg.Admin)
-	restart("cluster", old.cfg.Cluster, cfg.Cluster)
-	cfg.Cluster = old.cfg.Cluster
-	restart("log.format", old.cfg.Log.Format, cfg.Log.Format)
-	restart("runtime", old.cfg.Runtime, cfg.Runtime)
-	cfg.SIP.Listen, cfg.SIP.TLS, cfg.SIP.Advertise = old.cfg.SIP.Listen, old.cfg.SIP.TLS, old.cfg.SIP.Advertise
-	cfg.SIP.UDPMaxMessage, cfg.Admin, cfg.Log.Format, cfg.Runtime = old.cfg.SIP.UDPMaxMessage, old.cfg.Admin, old.cfg.Log.Format, old.cfg.Runtime
+	keep(&res, "sip.listen", &cfg.SIP.Listen, old.cfg.SIP.Listen)
+	keep(&res, "sip.tls", &cfg.SIP.TLS, old.cfg.SIP.TLS)
+	keep(&res, "sip.advertise", &cfg.SIP.Advertise, old.cfg.SIP.Advertise)
+	keep(&res, "sip.udp_max_message", &cfg.SIP.UDPMaxMessage, old.cfg.SIP.UDPMaxMessage)
+	keep(&res, "admin", &cfg.Admin, old.cfg.Admin)
+	keep(&res, "cluster", &cfg.Cluster, old.cfg.Cluster)
+	keep(&res, "log.format", &cfg.Log.Format, old.cfg.Log.Format)
+	keep(&res, "runtime", &cfg.Runtime, old.cfg.Runtime)
 
 	changed := func(name string, a, b any) bool {
 		if reflect.DeepEqual(a, b) {
@@ -195,6 +183,15 @@ func (g *Gateway) Apply(cfg Config) (ReloadResult, error) {
 		Strs("links_removed", res.LinksRemoved).Int("sessions_ended", res.SessionsEnded).
 		Int("monitors_stopped", res.MonitorsStopped).Msg("configuration reloaded")
 	return res, nil
+}
+
+// keep puts back a setting that cannot change while running and, when the
+// file changed it, names it in res.NeedsRestart.
+func keep[T any](res *ReloadResult, name string, setting *T, running T) {
+	if !reflect.DeepEqual(*setting, running) {
+		res.NeedsRestart = append(res.NeedsRestart, name)
+	}
+	*setting = running
 }
 
 // setLogLevel applies log.level to every logger of the process: loggers
