@@ -621,8 +621,7 @@ func (c *clusterNode) adopt(r cluster.Record, how string, sem bool) (*Session, e
 		give()
 		return nil, err
 	}
-	lines := g.directory().Lines(rec.User)
-	line, lerr := findLine(lines, rec.Line)
+	lines, line, lerr := signInLine(g.directory(), rec.User, rec.Line)
 	// Placed at once when a link is up: requests are served from now on
 	// (they need the link, not the monitors); the monitors follow.
 	link, perr := g.pool.Place()

@@ -293,6 +293,29 @@ func (g *Gateway) unreserve(user string) {
 	g.mu.Unlock()
 }
 
+// errNotInDirectory refuses a sign-in of a user the directory lacks.
+var errNotInDirectory = errors.New("user not in the directory")
+
+// signInLine is the directory's decision on a sign-in: the user's lines
+// and the one named (lines is nil when the user is unknown).
+func signInLine(dir *Directory, identity, lineText string) ([]*Line, *Line, error) {
+	lines := dir.Lines(identity)
+	if lines == nil {
+		return nil, nil, errNotInDirectory
+	}
+	line, err := findLine(lines, lineText)
+	return lines, line, err
+}
+
+// refusalKind labels a refused sign-in: an unknown user, or a line the
+// user may not control.
+func refusalKind(lines []*Line) string {
+	if lines == nil {
+		return "user"
+	}
+	return "line"
+}
+
 // Invite implements sipstack.Handler: a client signs in.
 func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.Request) sipstack.Reply {
 	log := g.log.With().Str("call_id", req.CallID).Str("user", req.Identity).Logger()
@@ -307,16 +330,12 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 		lineText = strings.Clone(req.RequestUser)
 	}
 	dir := g.directory()
-	lines := dir.Lines(req.Identity)
-	if lines == nil {
-		g.metrics.refusals.With("user").Inc()
-		log.Warn().Msg("INVITE from a user not in the directory: 403")
-		return sipstack.Reply{Status: 403, Reason: "Forbidden"} // the same answer as for a line: users are not told apart
-	}
-	line, err := findLine(lines, lineText)
+	lines, line, err := signInLine(dir, req.Identity, lineText)
 	if err != nil {
-		g.metrics.refusals.With("line").Inc()
-		log.Warn().Str("line", trunc(lineText)).Err(err).Msg("INVITE for a line the user may not control: 403")
+		// The same answer for an unknown user and a line not permitted:
+		// users are not told apart.
+		g.metrics.refusals.With(refusalKind(lines)).Inc()
+		log.Warn().Str("line", trunc(lineText)).Err(err).Msg("INVITE refused: 403")
 		return sipstack.Reply{Status: 403, Reason: "Forbidden"}
 	}
 	if g.draining.Load() {
@@ -359,19 +378,14 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 		// A reload changed the directory while this INVITE was checked:
 		// decide again on the new one, so that a removed user or line
 		// cannot slip in past the reload's sweep of the sessions.
-		if nl := g.directory().Lines(req.Identity); nl == nil {
-			lines = nil
-		} else if l2, err := findLine(nl, lineText); err != nil {
-			lines = nil
-		} else {
-			s.lines, s.line = nl, l2
-		}
-		if lines == nil {
+		nl, l2, err := signInLine(g.directory(), req.Identity, lineText)
+		if err != nil {
 			g.mu.Unlock()
 			g.unreserve(s.user)
-			g.metrics.refusals.With("user").Inc()
+			g.metrics.refusals.With(refusalKind(nl)).Inc()
 			return sipstack.Reply{Status: 403, Reason: "Forbidden"}
 		}
+		s.lines, s.line = nl, l2
 	}
 	g.add(s)
 	g.reserved-- // the reservation becomes the session (perUser already counts it)
