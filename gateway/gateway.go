@@ -423,15 +423,37 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 		return sipstack.Reply{Status: 481, End: true}
 	default:
 	}
-	if c := g.cluster; c != nil && (!c.serving() || s.handingOff.Load()) {
-		// Not sure the session is still ours, or it is being handed over:
-		// let the client retry (the proxy finds its owner meanwhile).
-		if !c.serving() {
-			c.lapsed.Store(true)
-		}
+	if c := g.cluster; c != nil && !c.serving() {
+		// Not sure the session is still ours: let the client retry (the
+		// proxy finds its owner meanwhile).
+		c.lapsed.Store(true)
 		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
 	}
+	if c := g.cluster; c != nil && s.handingOff.Load() {
+		return g.handedOff(ctx, s)
+	}
 	return s.request(ctx, req)
+}
+
+// handOffWait bounds how long a request for a session being handed off
+// waits for the release to reach the store.
+const handOffWait = 2 * time.Second
+
+// handedOff answers a request for a session a drain is handing over. It
+// waits until the session is released (in the store, free for the other
+// nodes) before answering 503 Dialog Elsewhere: the proxy's retry then
+// finds the session free or already claimed, where an answer before the
+// release sent it to a node that saw it still ours and had to refuse it
+// too.
+func (g *Gateway) handedOff(ctx context.Context, s *Session) sipstack.Reply {
+	t := time.NewTimer(handOffWait)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return sipstack.Reply{Status: 503, Reason: sipstack.ReasonElsewhere, RetryAfter: time.Second}
 }
 
 // Ended implements sipstack.Handler.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,21 +22,31 @@ import (
 	"github.com/cstagw/cstagw/gateway"
 	"github.com/cstagw/cstagw/gateway/cluster"
 	"github.com/cstagw/cstagw/gateway/cluster/redistest"
+	"github.com/cstagw/cstagw/sipstack"
 )
 
 const testLease = time.Second
 
 func clusterOpt(node, redisAddr string) func(*gateway.Config) {
+	return clusterOptLease(node, redisAddr, testLease)
+}
+
+func clusterOptLease(node, redisAddr string, lease time.Duration) func(*gateway.Config) {
 	return func(c *gateway.Config) {
-		c.Cluster = &cluster.Config{NodeID: node, LeaseTTL: testLease, Redis: cluster.RedisConfig{Address: redisAddr}}
+		c.Cluster = &cluster.Config{NodeID: node, LeaseTTL: lease, Redis: cluster.RedisConfig{Address: redisAddr}}
 	}
 }
 
 // addNode starts another gateway node on e's simulator and store.
 func addNode(t *testing.T, e *testEnv, node, redisAddr string) *gateway.Gateway {
 	t.Helper()
+	return addNodeWith(t, e, clusterOpt(node, redisAddr))
+}
+
+func addNodeWith(t *testing.T, e *testEnv, opt func(*gateway.Config)) *gateway.Gateway {
+	t.Helper()
 	cfg := e.cfg
-	clusterOpt(node, redisAddr)(&cfg)
+	opt(&cfg)
 	g, err := gateway.New(cfg, testLogger())
 	require.NoError(t, err)
 	require.NoError(t, g.Start())
@@ -215,6 +226,63 @@ func TestClusterDrainHandsSessionsOver(t *testing.T) {
 	bob.ok(getDND(lineBob))
 	_, metrics := httpGet(t, "http://"+b.AdminAddr()+"/metrics")
 	assert.Contains(t, metrics, `cstagw_cluster_sessions_adopted_total{how="drained"} 2`)
+}
+
+// A request that reaches a draining node while it hands the session over
+// is answered only once the session is free in the store, and says so
+// ("Dialog Elsewhere"): the proxy's retry then finds the session free or
+// claimed, never still owned by the draining node. Redis writes are paused
+// to hold the hand-off between the session's refusal and its release.
+func TestClusterDrainAnswersAfterRelease(t *testing.T) {
+	rds := redistest.Start(t)
+	// A lease long enough that the pause costs no node its lease.
+	const lease = 3 * time.Second
+	e := newEnv(t, envOpts{gw: clusterOptLease("a", rds.Addr, lease)})
+	waitServing(t, e.gw)
+	b := addNodeWith(t, e, clusterOptLease("b", rds.Addr, lease))
+	st := probe(t, rds.Addr)
+	alice := signIn(t, e.udp(), userAlice, lineAlice)
+	require.Eventually(t, func() bool { return ownerOf(t, st, alice) == "a" }, waitLong, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the sign-in's writes are all done
+
+	rdb := redis.NewClient(&redis.Options{Addr: rds.Addr})
+	defer rdb.Close()
+	const pause = 600 * time.Millisecond
+	require.NoError(t, rdb.Do(context.Background(), "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err())
+	paused := time.Now()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.gw.Shutdown(ctx)
+	}()
+	e.shutdown = true
+
+	// Requests until the first refusal: served while the drain has not
+	// reached the session, then held until its release.
+	var res *sip.Response
+	var owner string
+	for i := 0; i < 100; i++ {
+		res = alice.info(getDND(lineAlice))
+		owner = ownerOf(t, st, alice)
+		if res.StatusCode != 200 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(paused)
+	require.Equal(t, 503, res.StatusCode)
+	assert.Equal(t, sipstack.ReasonElsewhere, res.Reason)
+	assert.NotEqual(t, "a", owner, "answered while the store still named the draining node")
+	assert.GreaterOrEqual(t, took, pause, "answered before the paused release could reach the store")
+	<-drained
+
+	// The proxy's retry, on the other node, is served there.
+	require.Eventually(t, func() bool { return ownerOf(t, st, alice) == "b" }, waitLong, 10*time.Millisecond)
+	alice.c.gwAddr = b.SIPAddr("udp")
+	alice.ok(getDND(lineAlice))
+	assert.False(t, alice.byeReceived())
 }
 
 func TestClusterStoreOutage(t *testing.T) {

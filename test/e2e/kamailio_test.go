@@ -495,6 +495,13 @@ func findKamailio() string {
 // OPTIONS probe makes the dispatcher use it.
 func startKamailio(t *testing.T, bin, gatewayUDP string) *kamailio {
 	t.Helper()
+	return startKamailioWith(t, bin, fmt.Sprintf("1 sip:%s 9 0 duid=cstagw-e2e\n", gatewayUDP))
+}
+
+// startKamailioWith runs it with the dispatcher list dsList and the extra
+// defines (NAME or NAME=VALUE, each passed with -A).
+func startKamailioWith(t *testing.T, bin, dsList string, defines ...string) *kamailio {
+	t.Helper()
 	k := &kamailio{dir: t.TempDir()}
 	port := freePort(t)
 	k.addr = "127.0.0.1:" + strconv.Itoa(port)
@@ -507,19 +514,23 @@ func startKamailio(t *testing.T, bin, gatewayUDP string) *kamailio {
 	require.NoError(t, os.WriteFile(cfgPath, src, 0o644))
 	listPath := filepath.Join(k.dir, "dispatcher.list")
 	require.NoError(t, os.WriteFile(listPath,
-		fmt.Appendf(nil, "# written by %s\n1 sip:%s 9 0 duid=cstagw-e2e\n", t.Name(), gatewayUDP), 0o644))
+		[]byte("# written by "+t.Name()+"\n"+dsList), 0o644))
 
 	logFile, err := os.Create(k.logPath)
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "-f", cfgPath, "-x", "tlsf", "-m", "64", "-M", "8", "-DD", "-E",
+	args := []string{"-f", cfgPath, "-x", "tlsf", "-m", "64", "-M", "8", "-DD", "-E",
 		"-A", "SIP_LISTEN_IP=127.0.0.1",
-		"-A", "SIP_PORT="+strconv.Itoa(port),
-		"-A", `DISPATCHER_LIST="`+listPath+`"`,
-		"-A", `CTL_SOCKET="`+k.ctl+`"`,
+		"-A", "SIP_PORT=" + strconv.Itoa(port),
+		"-A", `DISPATCHER_LIST="` + listPath + `"`,
+		"-A", `CTL_SOCKET="` + k.ctl + `"`,
 		"-A", "DS_PING_INTERVAL=1",
 		"-A", "CHILDREN=2",
 		"-A", "LOG_REQUESTS",
-	)
+	}
+	for _, d := range defines {
+		args = append(args, "-A", d)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = k.dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
