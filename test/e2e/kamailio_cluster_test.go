@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,9 +27,10 @@ import (
 // standIn is a gateway stand-in: it answers OPTIONS 200 (the dispatcher's
 // probes) and each INFO with what answer returns for it.
 type standIn struct {
-	name string
-	conn *net.UDPConn
-	uri  string // sip:127.0.0.1:port
+	name    string
+	conn    *net.UDPConn
+	uri     string       // sip:127.0.0.1:port
+	options atomic.Int32 // the answer to OPTIONS (0: 200)
 }
 
 // standIns runs n stand-ins; answer is called for every INFO one of them
@@ -56,6 +58,9 @@ func standIns(t *testing.T, n int, answer func(s *standIn) (int, string)) []*sta
 				switch {
 				case strings.HasPrefix(msg, "OPTIONS "):
 					code, reason = 200, "OK"
+					if c := s.options.Load(); c != 0 {
+						code, reason = int(c), "Draining"
+					}
 				case strings.HasPrefix(msg, "INFO "):
 					mu.Lock()
 					code, reason = answer(s)
@@ -98,6 +103,13 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 	setOwner := func(callID string, s *standIn) {
 		require.NoError(t, rdb.HSet(ctx, "cstagw:s:"+callID, "owner", s.name, "sip", s.uri).Err())
 	}
+	setLease := func(s *standIn, alive bool) {
+		if alive {
+			require.NoError(t, rdb.Set(ctx, "cstagw:n:"+s.name+":lease", "token", time.Minute).Err())
+		} else {
+			require.NoError(t, rdb.Del(ctx, "cstagw:n:"+s.name+":lease").Err())
+		}
+	}
 
 	// Each case: what the stand-ins answer, given the INFO's arrivals so
 	// far (the one being answered last), and what may change in Redis.
@@ -133,15 +145,15 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 		}
 		return nil
 	}
-	run := func(name string, st step) (int, []string) {
+	run := func(name string, owner *standIn, st step) (int, []string) {
 		mu.Lock()
 		callID = "e2e-owner-" + name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		arrived = nil
 		current = st
 		id := callID
 		mu.Unlock()
-		setOwner(id, gws[0])
-		code := inDialogInfo(t, ua, kam.addr, gws[0].uri, id)
+		setOwner(id, owner)
+		code := inDialogInfo(t, ua, kam.addr, owner.uri, id)
 		mu.Lock()
 		defer mu.Unlock()
 		var names []string
@@ -152,14 +164,14 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 	}
 
 	t.Run("owner serves", func(t *testing.T) {
-		code, path := run("direct", func(arrived []*standIn, _ string) (int, string) { return 200, "OK" })
+		code, path := run("direct", gws[0], func(arrived []*standIn, _ string) (int, string) { return 200, "OK" })
 		assert.Equal(t, 200, code)
 		assert.Equal(t, []string{"A"}, path)
 	})
 
 	t.Run("takeover: the retry goes to the new owner", func(t *testing.T) {
 		// A answers 503 after B took the dialog over.
-		code, path := run("takeover", func(arrived []*standIn, id string) (int, string) {
+		code, path := run("takeover", gws[0], func(arrived []*standIn, id string) (int, string) {
 			if len(arrived) == 1 {
 				setOwner(id, gws[1])
 				return 503, "Service Unavailable"
@@ -175,7 +187,7 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 		// which finds that the third one claimed it meanwhile: 503 Dialog
 		// Elsewhere. The third node serves it.
 		var second, third *standIn
-		code, path := run("drain", func(arrived []*standIn, id string) (int, string) {
+		code, path := run("drain", gws[0], func(arrived []*standIn, id string) (int, string) {
 			switch len(arrived) {
 			case 1:
 				return 503, "Service Unavailable"
@@ -195,7 +207,7 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 	t.Run("no third try without a new owner", func(t *testing.T) {
 		// Redis names A all along: after A and one other node, the proxy
 		// gives up rather than ask A again.
-		code, path := run("nonew", func(arrived []*standIn, _ string) (int, string) {
+		code, path := run("nonew", gws[0], func(arrived []*standIn, _ string) (int, string) {
 			return 503, "Service Unavailable"
 		})
 		assert.Equal(t, 503, code)
@@ -205,7 +217,7 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 	t.Run("three tries at most", func(t *testing.T) {
 		// The owner changes at every answer, to a node not tried yet or
 		// not just tried: the proxy still stops after the third try.
-		code, path := run("bounded", func(arrived []*standIn, id string) (int, string) {
+		code, path := run("bounded", gws[0], func(arrived []*standIn, id string) (int, string) {
 			last := arrived[len(arrived)-1]
 			if last == gws[0] {
 				setOwner(id, gws[1])
@@ -216,6 +228,30 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 		})
 		assert.Equal(t, 503, code)
 		assert.Len(t, path, 3, "%v", path)
+	})
+
+	// C answers OPTIONS 503 from now on, as a draining node does: the
+	// probes take it out of rotation.
+	gws[2].options.Store(503)
+	kam.waitDispatcherFlags(t, gws[2].uri, "IP", 10*time.Second)
+	served := func(arrived []*standIn, _ string) (int, string) { return 200, "OK" }
+
+	t.Run("a draining owner keeps its dialogs", func(t *testing.T) {
+		// Out of rotation, but its lease is alive: it is handing its
+		// sessions over and serves them until then.
+		setLease(gws[2], true)
+		code, path := run("draining", gws[2], served)
+		assert.Equal(t, 200, code)
+		assert.Equal(t, []string{"C"}, path)
+	})
+
+	t.Run("a dead owner's dialogs go to another node", func(t *testing.T) {
+		// Out of rotation and its lease gone: another node claims them.
+		setLease(gws[2], false)
+		code, path := run("dead", gws[2], served)
+		assert.Equal(t, 200, code)
+		require.Len(t, path, 1)
+		assert.NotEqual(t, "C", path[0])
 	})
 	if t.Failed() {
 		t.Logf("kamailio log (tail):\n%s", tailFile(kam.logPath, 60))

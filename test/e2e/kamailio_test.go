@@ -603,6 +603,31 @@ func (k *kamailio) waitDispatcherActive(t *testing.T, limit time.Duration) {
 	}
 }
 
+// waitDispatcherFlags waits until kamcmd dispatcher.list shows the
+// destination uri with flags (AP: active, probing; IP: inactive, probing).
+func (k *kamailio) waitDispatcherFlags(t *testing.T, uri, flags string, limit time.Duration) {
+	t.Helper()
+	kamcmd, err := exec.LookPath("kamcmd")
+	require.NoError(t, err, "kamcmd (package kamailio)")
+	re := regexp.MustCompile(`URI: ` + regexp.QuoteMeta(uri) + `\s+FLAGS: (\w+)`)
+	deadline := time.Now().Add(limit)
+	var last string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		out, err := exec.CommandContext(ctx, kamcmd, "-s", k.ctl, "dispatcher.list").CombinedOutput()
+		cancel()
+		require.NoError(t, err, "kamcmd dispatcher.list: %s", out)
+		if m := re.FindSubmatch(out); m != nil {
+			last = string(m[1])
+			if last == flags {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s never got flags %s in the dispatcher (last: %q)", uri, flags, last)
+}
+
 // requireRecordRouted checks that the proxy Record-Routed the dialog and
 // sipp sent its in-dialog requests with a Route to it.
 func (k *kamailio) requireRecordRouted(t *testing.T, r *sippRun) {
