@@ -881,8 +881,22 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, s
 		if time.Now().After(deadline) {
 			return nil, busy
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(adoptPoll(first.LeaseTTL, c.cfg.LeaseTTL))
 	}
+}
+
+// adoptPoll is how long an on-demand claim waits before it asks again
+// while the owner's lease has left of it: until just after the lease runs
+// out, but at most a quarter of the TTL, and at least 50 ms. A live owner
+// refreshes its lease every third of the TTL: looking more often than
+// that, a look after a refresh finds more left than the look before it
+// (by a twelfth of the TTL), which tells a live owner from a dead one
+// within half the TTL. Under a
+// takeover every request for the dead node's sessions polls: a fixed
+// 100 ms made each request cost up to 30 round trips, and the store's
+// latency under them cost claims their timeout.
+func adoptPoll(left, ttl time.Duration) time.Duration {
+	return max(50*time.Millisecond, min(left+20*time.Millisecond, ttl/4))
 }
 
 // Ready implements sipstack.Readiness: OPTIONS is answered 503 while the

@@ -9,7 +9,11 @@ package main
 // every session has answered, on its original dialog, a request sent after
 // the kill; how the survivors split the sessions; the store's round trips
 // and bytes per session (sign-in side and claim side); each node's memory
-// per session; the switch's MonitorStart+Snapshot high water.
+// per session; the switch's MonitorStart+Snapshot high water. Then a
+// rolling upgrade's step: gateway 2 gets SIGTERM and drains its half to
+// gateway 3 while the prober keeps going; measured: how long the drain
+// took, every failed request meanwhile, and whether every session answers
+// on its dialog afterwards.
 
 import (
 	"fmt"
@@ -42,7 +46,22 @@ type ClusterRun struct {
 	MemKBSurvivor  float64        `json:"rss_kb_per_session_survivor"`
 	HeapKBVictim   float64        `json:"heap_live_kb_per_session_owner"`
 	HeapKBSurvivor float64        `json:"heap_live_kb_per_session_survivor"`
+	Drain          *DrainRun      `json:"drain,omitempty"`
 	Problems       []string       `json:"problems,omitempty"`
+}
+
+// DrainRun is the drain step of phase 6.
+type DrainRun struct {
+	Sessions      int     `json:"sessions_drained"`
+	ExitMs        float64 `json:"sigterm_to_exit_ms"`
+	Sent          int64   `json:"requests_sent"`
+	N481          int     `json:"answers_481"`
+	Refused       int     `json:"refusals"`
+	Timeouts      int     `json:"timeouts"`
+	OtherErrors   int     `json:"other_errors"`
+	Taken         int     `json:"sessions_on_the_other_node"`
+	Answered      int     `json:"sessions_answered_after"`
+	AllAnsweredMs float64 `json:"all_answered_after_exit_ms"`
 }
 
 func dispatcherFlags(lab *ClusterLab) string {
@@ -187,7 +206,47 @@ func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
 		run.Answered, run.SignIn.OK, run.AllAnsweredMs, run.P50Ms, run.N481, run.Split, run.HighWater,
 		run.WriteRTPerSess, run.WriteBPerSess, run.ClaimRTPerSess, run.ClaimBPerSess, run.MemKBVictim, run.MemKBSurvivor,
 		run.HeapKBVictim, run.HeapKBSurvivor)
+	if b.Proc.Alive() && c.Proc.Alive() {
+		run.Drain = drainStep(e, ss, b, c, cl)
+		if d := run.Drain; d.Taken != run.SignIn.OK || d.Answered < run.SignIn.OK || d.N481+d.Timeouts+d.OtherErrors+d.Refused > 0 {
+			run.Problems = append(run.Problems, fmt.Sprintf("cluster drain: %d of %d sessions on %s after, %d answered; failed requests: %d 481, %d refused, %d timeouts, %d other",
+				d.Taken, run.SignIn.OK, c.ID, d.Answered, d.N481, d.Refused, d.Timeouts, d.OtherErrors))
+		}
+	}
 	return run, nil
+}
+
+// drainStep drains from (SIGTERM) under continuous probing of every
+// session; its sessions go to to.
+func drainStep(e *Env, ss []*Session, from, to *ClusterNode, cl *Client) *DrainRun {
+	d := &DrainRun{}
+	if st, err := from.Status(); err == nil {
+		d.Sessions = st.Sessions
+	}
+	// No mark: the prober keeps sending to every session until it is told
+	// to count (after the exit), then once more to each.
+	pr := startProber(ss, 2000)
+	time.Sleep(2 * time.Second)
+	e.logf("cluster: draining %s (SIGTERM, %d sessions) under requests at 2000/s", from.ID, d.Sessions)
+	t0 := time.Now()
+	if err := from.Drain(60 * time.Second); err != nil {
+		e.logf("cluster: %v", err)
+	}
+	d.ExitMs = float64(time.Since(t0).Microseconds()) / 1000
+	t1 := time.Now()
+	pr.setMark()
+	pr.waitAll(30 * time.Second)
+	pr.close()
+	_ = waitFor(20*time.Second, "answers", func() bool { return cl.Pending() == 0 })
+	d.Answered, _, d.AllAnsweredMs = pr.summary(t1, len(ss))
+	d.N481, d.Refused, d.Timeouts, d.OtherErrors = pr.counts()
+	d.Sent = pr.sent.Load()
+	if st, err := to.Status(); err == nil {
+		d.Taken = st.Sessions
+	}
+	e.logf("cluster: %s drained %d sessions and exited %.0f ms after SIGTERM; %d requests meanwhile: %d 481, %d refused, %d timeouts, %d other; %s holds %d, %d answered after (the last %.0f ms after the exit)",
+		from.ID, d.Sessions, d.ExitMs, d.Sent, d.N481, d.Refused, d.Timeouts, d.OtherErrors, to.ID, d.Taken, d.Answered, d.AllAnsweredMs)
+	return d
 }
 
 func (r *Report) addCluster(x *ClusterRun) {
@@ -212,6 +271,14 @@ func (r *Report) addCluster(x *ClusterRun) {
 	r.row(ph, "memory per session, survivors (Go live heap)", x.HeapKBSurvivor, "KB", "≤ 20 KB", ptr(x.HeapKBSurvivor <= 20))
 	r.row(ph, "  RSS growth per session, owner / survivors", x.MemKBVictim, "KB", "", nil)
 	r.text(ph, "  RSS growth per session, survivors", fmt.Sprintf("%.1f KB", x.MemKBSurvivor), "", nil)
+	if d := x.Drain; d != nil {
+		r.row(ph, "SIGTERM drain of a survivor: sessions handed over", float64(d.Sessions), "", "", nil)
+		r.row(ph, "  SIGTERM → process exited", d.ExitMs, "ms", "", nil)
+		r.text(ph, "  requests meanwhile: sent / 481 / refused / timeouts / other", fmt.Sprintf("%d / %d / %d / %d / %d", d.Sent, d.N481, d.Refused, d.Timeouts, d.OtherErrors), "",
+			ptr(d.N481+d.Refused+d.Timeouts+d.OtherErrors == 0))
+		r.row(ph, "  sessions on the remaining node", float64(d.Taken), "", fmt.Sprint(x.SignIn.OK), ptr(d.Taken == x.SignIn.OK))
+		r.row(ph, "  every session answering on its dialog after the exit", d.AllAnsweredMs, "ms", "", ptr(d.Answered == x.SignIn.OK))
+	}
 	for _, p := range x.Problems {
 		r.problem("%s", p)
 	}

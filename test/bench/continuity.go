@@ -233,6 +233,7 @@ type prober struct {
 	ref      atomic.Int64 // refused resourceOutOfService
 	tmo      atomic.Int64
 	oth      atomic.Int64
+	sent     atomic.Int64
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -254,7 +255,9 @@ func startProber(ss []*Session, rate float64) *prober {
 				}
 				i = j + 1
 				sent := time.Now().UnixNano()
-				_ = s.Request("GetDoNotDisturb", func(r *Response, _ time.Duration) { p.record(j, sent, r) })
+				if s.Request("GetDoNotDisturb", func(r *Response, _ time.Duration) { p.record(j, sent, r) }) == nil {
+					p.sent.Add(1)
+				}
 				return
 			}
 		})
