@@ -10,15 +10,20 @@ package main
 // the kill; how the survivors split the sessions; the store's round trips
 // and bytes per session (sign-in side and claim side); each node's memory
 // per session; the switch's MonitorStart+Snapshot high water. Then a
-// rolling upgrade's step: gateway 2 gets SIGTERM and drains its half to
-// gateway 3 while the prober keeps going; measured: how long the drain
-// took, every failed request meanwhile, and whether every session answers
-// on its dialog afterwards.
+// rolling upgrade's step: the survivor holding more gets SIGTERM and
+// drains its sessions to the other while the prober keeps going;
+// measured: how long the drain took, every failed request meanwhile,
+// whether every session answers on its dialog afterwards, and beside them
+// the receiving node's own answer times, the UDP datagrams the kernel
+// dropped at its socket and at Kamailio's, and the CPU of every process.
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,6 +67,11 @@ type DrainRun struct {
 	Taken         int     `json:"sessions_on_the_other_node"`
 	Answered      int     `json:"sessions_answered_after"`
 	AllAnsweredMs float64 `json:"all_answered_after_exit_ms"`
+	GWRequests    float64 `json:"receiver_requests"`
+	GWSlow        float64 `json:"receiver_requests_over_2s"`
+	DropsGW       int64   `json:"udp_drops_receiver"`
+	DropsKam      int64   `json:"udp_drops_kamailio"`
+	CPU           string  `json:"cpu_percent_of_one_core"`
 }
 
 func dispatcherFlags(lab *ClusterLab) string {
@@ -75,9 +85,13 @@ func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
 	e.logf("cluster: starting ctisim, redis-server, Kamailio and gateway 1 of 3 (%d users, budget %d)", n, cfg.Budget)
 	lab, err := startClusterLab(ClusterOptions{Dir: filepath.Join(e.Out, "rigs", "cluster"), Root: e.Root, GWBin: e.GWBin,
 		SimBin: e.SimBin, Nodes: 3, Users: n, Links: 2, Lease: lease, Budget: cfg.Budget, LogLevel: e.GWLog, KamailioMB: 1024,
-		// ctisim answers in milliseconds: a request sent to the killed
-		// node in its last instant is retried after 2 s, not 6.
-		KamailioDefines: []string{"DLG_FR_TIMER=2000"},
+		// The default DLG_FR_TIMER (6 s, above cti.request_timeout): a
+		// request sent to the killed node in its last instant is retried
+		// after 6 s; on this saturated machine a shorter timer also gives
+		// up on requests a live node answers late (its UDP socket drops
+		// datagrams when the CPU starves its reader, and Kamailio's
+		// retransmissions at 0.5, 1.5 and 3.5 s are what recover them).
+		KamailioDefines: []string{"DLG_FR_TIMER=6000"},
 		// Gateways 2 and 3 are started later: out of rotation until then.
 		DispatcherFlags: 8}, true)
 	if err != nil {
@@ -207,10 +221,14 @@ func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
 		run.WriteRTPerSess, run.WriteBPerSess, run.ClaimRTPerSess, run.ClaimBPerSess, run.MemKBVictim, run.MemKBSurvivor,
 		run.HeapKBVictim, run.HeapKBSurvivor)
 	if b.Proc.Alive() && c.Proc.Alive() {
-		run.Drain = drainStep(e, ss, b, c, cl)
+		from, to := b, c // the bigger half goes
+		if run.Split[c.ID] > run.Split[b.ID] {
+			from, to = c, b
+		}
+		run.Drain = drainStep(e, ss, from, to, cl, lab)
 		if d := run.Drain; d.Taken != run.SignIn.OK || d.Answered < run.SignIn.OK || d.N481+d.Timeouts+d.OtherErrors+d.Refused > 0 {
 			run.Problems = append(run.Problems, fmt.Sprintf("cluster drain: %d of %d sessions on %s after, %d answered; failed requests: %d 481, %d refused, %d timeouts, %d other",
-				d.Taken, run.SignIn.OK, c.ID, d.Answered, d.N481, d.Refused, d.Timeouts, d.OtherErrors))
+				d.Taken, run.SignIn.OK, to.ID, d.Answered, d.N481, d.Refused, d.Timeouts, d.OtherErrors))
 		}
 	}
 	return run, nil
@@ -218,21 +236,44 @@ func (e *Env) clusterPhase(cfg PhaseConfig) (*ClusterRun, error) {
 
 // drainStep drains from (SIGTERM) under continuous probing of every
 // session; its sessions go to to.
-func drainStep(e *Env, ss []*Session, from, to *ClusterNode, cl *Client) *DrainRun {
+func drainStep(e *Env, ss []*Session, from, to *ClusterNode, cl *Client, lab *ClusterLab) *DrainRun {
+	kam := lab.KamAddr
 	d := &DrainRun{}
 	if st, err := from.Status(); err == nil {
 		d.Sessions = st.Sessions
 	}
+	m0, _ := fetchMetrics(to.Admin)
+	drops := func(addr string) int64 {
+		_, port, _ := strings.Cut(addr, ":")
+		p, _ := strconv.Atoi(port)
+		return udpDrops(p)
+	}
+	dropsTo0, dropsKam0 := drops(to.SIPAddr), drops(kam)
 	// No mark: the prober keeps sending to every session until it is told
 	// to count (after the exit), then once more to each.
 	pr := startProber(ss, 2000)
 	time.Sleep(2 * time.Second)
 	e.logf("cluster: draining %s (SIGTERM, %d sessions) under requests at 2000/s", from.ID, d.Sessions)
+	cpu := func() map[string]time.Duration {
+		out := map[string]time.Duration{"machine": sysBusy()}
+		for name, pid := range map[string]int{to.ID: to.Proc.PID, "kamailio": lab.Kam.PID, "ctisim": lab.Sim.PID, "bench": os.Getpid()} {
+			out[name], _ = treeCPU(pid)
+		}
+		return out
+	}
+	cpu0 := cpu()
 	t0 := time.Now()
 	if err := from.Drain(60 * time.Second); err != nil {
 		e.logf("cluster: %v", err)
 	}
 	d.ExitMs = float64(time.Since(t0).Microseconds()) / 1000
+	took := time.Since(t0)
+	var use []string
+	for name, v := range cpu() {
+		use = append(use, fmt.Sprintf("%s %.0f", name, 100*float64(v-cpu0[name])/float64(took)))
+	}
+	sort.Strings(use)
+	d.CPU = strings.Join(use, ", ")
 	t1 := time.Now()
 	pr.setMark()
 	pr.waitAll(30 * time.Second)
@@ -244,8 +285,15 @@ func drainStep(e *Env, ss []*Session, from, to *ClusterNode, cl *Client) *DrainR
 	if st, err := to.Status(); err == nil {
 		d.Taken = st.Sessions
 	}
-	e.logf("cluster: %s drained %d sessions and exited %.0f ms after SIGTERM; %d requests meanwhile: %d 481, %d refused, %d timeouts, %d other; %s holds %d, %d answered after (the last %.0f ms after the exit)",
-		from.ID, d.Sessions, d.ExitMs, d.Sent, d.N481, d.Refused, d.Timeouts, d.OtherErrors, to.ID, d.Taken, d.Answered, d.AllAnsweredMs)
+	if m1, err := fetchMetrics(to.Admin); err == nil {
+		all, slow := slowerThan(m1, "cstagw_request_duration_seconds", "2")
+		all0, slow0 := slowerThan(m0, "cstagw_request_duration_seconds", "2")
+		d.GWRequests, d.GWSlow = all-all0, slow-slow0
+	}
+	d.DropsGW, d.DropsKam = drops(to.SIPAddr)-dropsTo0, drops(kam)-dropsKam0
+	e.logf("cluster: %s drained %d sessions and exited %.0f ms after SIGTERM; %d requests meanwhile: %d 481, %d refused, %d timeouts, %d other; %s holds %d, %d answered after (the last %.0f ms after the exit); %s answered %.0f requests, %.0f over 2 s; UDP drops %d at %s, %d at Kamailio; CPU %% of one core: %s",
+		from.ID, d.Sessions, d.ExitMs, d.Sent, d.N481, d.Refused, d.Timeouts, d.OtherErrors, to.ID, d.Taken, d.Answered, d.AllAnsweredMs,
+		to.ID, d.GWRequests, d.GWSlow, d.DropsGW, to.ID, d.DropsKam, d.CPU)
 	return d
 }
 
@@ -278,8 +326,26 @@ func (r *Report) addCluster(x *ClusterRun) {
 			ptr(d.N481+d.Refused+d.Timeouts+d.OtherErrors == 0))
 		r.row(ph, "  sessions on the remaining node", float64(d.Taken), "", fmt.Sprint(x.SignIn.OK), ptr(d.Taken == x.SignIn.OK))
 		r.row(ph, "  every session answering on its dialog after the exit", d.AllAnsweredMs, "ms", "", ptr(d.Answered == x.SignIn.OK))
+		r.text(ph, "  receiving node: requests answered / over 2 s", fmt.Sprintf("%.0f / %.0f", d.GWRequests, d.GWSlow), "", nil)
+		r.text(ph, "  UDP datagrams dropped: receiving node / Kamailio", fmt.Sprintf("%d / %d", d.DropsGW, d.DropsKam), "", nil)
+		r.text(ph, "  CPU during the drain, % of one core", d.CPU, "", nil)
 	}
 	for _, p := range x.Problems {
 		r.problem("%s", p)
 	}
+}
+
+// slowerThan sums a histogram's count and the observations above bucket
+// le over all its label sets.
+func slowerThan(m map[string]float64, name, le string) (all, slow float64) {
+	for k, v := range m {
+		switch {
+		case strings.HasPrefix(k, name+"_count"):
+			all += v
+			slow += v
+		case strings.HasPrefix(k, name+"_bucket{") && strings.Contains(k, `le="`+le+`"`):
+			slow -= v
+		}
+	}
+	return all, slow
 }
