@@ -847,8 +847,12 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, s
 		return nil, busy
 	}
 	deadline := time.Now().Add(min(g.conf().SIP.HandlerTimeout/2, c.cfg.LeaseTTL+time.Second))
-	var first cluster.Owned
+	var (
+		first   cluster.Owned
+		firstAt time.Time // when the first answer naming the owner arrived
+	)
 	for {
+		sent := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		r, owned, err := c.st.ClaimOne(ctx, callID)
 		cancel()
@@ -868,33 +872,41 @@ func (g *Gateway) Adopt(callID, localTag, remoteTag string) (*sipstack.Dialog, s
 			// dialog: 503 at once, the proxy looks the owner up again.
 			switch {
 			case first.Node == "":
-				first = owned
-			case owned.Node != first.Node || owned.LeaseTTL > first.LeaseTTL:
+				first, firstAt = owned, time.Now()
+			case owned.Node != first.Node || leaseRefreshed(first.LeaseTTL, owned.LeaseTTL, sent.Sub(firstAt)):
 				return nil, sipstack.Reply{Status: 503, Reason: sipstack.ReasonElsewhere, RetryAfter: time.Second}
-			default:
-				first.LeaseTTL = owned.LeaseTTL
 			}
 		default:
 			c.setStoreUp(false, err)
 			return nil, busy
 		}
-		if time.Now().After(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return nil, busy
 		}
-		time.Sleep(adoptPoll(first.LeaseTTL, c.cfg.LeaseTTL))
+		// What the first look found left, less the time since.
+		expect := first.LeaseTTL - time.Since(firstAt)
+		time.Sleep(min(adoptPoll(expect, c.cfg.LeaseTTL), left+time.Millisecond))
 	}
 }
 
-// adoptPoll is how long an on-demand claim waits before it asks again
-// while the owner's lease has left of it: until just after the lease runs
-// out, but at most a quarter of the TTL, and at least 50 ms. A live owner
-// refreshes its lease every third of the TTL: looking more often than
-// that, a look after a refresh finds more left than the look before it
-// (by a twelfth of the TTL), which tells a live owner from a dead one
-// within half the TTL. Under a
-// takeover every request for the dead node's sessions polls: a fixed
-// 100 ms made each request cost up to 30 round trips, and the store's
-// latency under them cost claims their timeout.
+// leaseRefreshed tells whether a lease that had first left was renewed
+// meanwhile: a later look, sent at least elapsed after the first answer
+// arrived, finds more left than the first look's figure less that time
+// (which is what an untouched lease can have left at most). Elapsed time,
+// not the look before, is the reference: a refresh shows however slow the
+// store's answers or the looks' rhythm.
+func leaseRefreshed(first, now, elapsed time.Duration) bool {
+	return now > first-elapsed+time.Millisecond
+}
+
+// adoptPoll is how long an on-demand claim waits before it looks again,
+// given how much of the owner's lease can be left: until just after it
+// runs out, but at most a quarter of the TTL (a live owner refreshes every
+// third, so its refresh shows at the next look or the one after), and at
+// least 50 ms. Under a takeover every request for the dead node's sessions
+// waits here: a fixed 100 ms made each request cost up to 30 round trips,
+// and the store's latency under them cost claims their timeout.
 func adoptPoll(left, ttl time.Duration) time.Duration {
 	return max(50*time.Millisecond, min(left+20*time.Millisecond, ttl/4))
 }

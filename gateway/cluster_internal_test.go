@@ -28,3 +28,19 @@ func TestAdoptPoll(t *testing.T) {
 		assert.Less(t, adoptPoll(ttl, ttl), ttl/3)
 	}
 }
+
+// A renewed lease is told from one running down by the time since the
+// first look, whatever the rhythm of the looks.
+func TestLeaseRefreshed(t *testing.T) {
+	const s = time.Second
+	// Running down: 3 s left, 1.2 s later 1.8 s or a little less.
+	assert.False(t, leaseRefreshed(3*s, 1800*time.Millisecond, 1200*time.Millisecond))
+	assert.False(t, leaseRefreshed(3*s, 1700*time.Millisecond, 1200*time.Millisecond))
+	// Renewed 1 s after the first look (TTL 3 s), seen 1.2 s after it:
+	// 2.8 s left, where an untouched lease had at most 1.8 s.
+	assert.True(t, leaseRefreshed(3*s, 2800*time.Millisecond, 1200*time.Millisecond))
+	// Renewed just before the first look, seen after a slow look (the
+	// looks 1.1 s apart, more than a third of the TTL): the old rule
+	// (more left than at the look before) missed this.
+	assert.True(t, leaseRefreshed(2900*time.Millisecond, 2100*time.Millisecond, 1100*time.Millisecond))
+}

@@ -418,6 +418,11 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
 	}
 	defer s.inflight.Add(-1)
+	if c := g.cluster; c != nil && s.handingOff.Load() {
+		// Before the check of s.done: a session closed by its hand-off
+		// lives on at another node, its dialog must not end.
+		return g.handedOff(ctx, s)
+	}
 	select {
 	case <-s.done:
 		return sipstack.Reply{Status: 481, End: true}
@@ -429,9 +434,6 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 		c.lapsed.Store(true)
 		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
 	}
-	if c := g.cluster; c != nil && s.handingOff.Load() {
-		return g.handedOff(ctx, s)
-	}
 	return s.request(ctx, req)
 }
 
@@ -442,9 +444,10 @@ const handOffWait = 2 * time.Second
 // handedOff answers a request for a session a drain is handing over. It
 // waits until the session is released (in the store, free for the other
 // nodes) before answering 503 Dialog Elsewhere: the proxy's retry then
-// finds the session free or already claimed, where an answer before the
-// release sent it to a node that saw it still ours and had to refuse it
-// too.
+// normally finds the session free or already claimed, where an answer
+// before the release sent it to a node that saw it still ours and had to
+// refuse it too. After handOffWait it answers anyway (a release slower
+// than that, or a session never written, which is not released).
 func (g *Gateway) handedOff(ctx context.Context, s *Session) sipstack.Reply {
 	t := time.NewTimer(handOffWait)
 	defer t.Stop()
