@@ -25,6 +25,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -96,8 +97,13 @@ func (c Config) Validate(path string) error {
 	if s := c.Redis.Sentinel; s != nil && (s.Master == "" || len(s.Addresses) == 0) {
 		errs = append(errs, fmt.Errorf("%s.redis.sentinel: master and addresses are required", path))
 	}
-	if c.SIPURI != "" && !strings.HasPrefix(c.SIPURI, "sip:") {
-		errs = append(errs, fmt.Errorf("%s.sip_uri: %q: expected sip:host:port", path, c.SIPURI))
+	if c.SIPURI != "" {
+		// host:port exactly: Kamailio compares the owner with dispatcher
+		// destinations as sip:host:port.
+		hostport, ok := strings.CutPrefix(c.SIPURI, "sip:")
+		if _, port, err := net.SplitHostPort(hostport); !ok || err != nil || port == "" || strings.ContainsAny(hostport, ";?@") {
+			errs = append(errs, fmt.Errorf("%s.sip_uri: %q: expected sip:host:port", path, c.SIPURI))
+		}
 	}
 	if c.LeaseTTL != 0 && c.LeaseTTL < 600*time.Millisecond {
 		errs = append(errs, fmt.Errorf("%s.lease_ttl: at least 600ms", path))

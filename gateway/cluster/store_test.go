@@ -212,3 +212,30 @@ func TestSentinelFailover(t *testing.T) {
 		assert.True(t, ok, "the lease, expired during the failover, is taken again")
 	}
 }
+
+// sip_uri must be sip:host:port exactly: the proxy compares owners with
+// its dispatcher destinations spelled that way.
+func TestConfigSIPURI(t *testing.T) {
+	base := cluster.Config{NodeID: "a", Redis: cluster.RedisConfig{Address: "127.0.0.1:6379"}}
+	for uri, ok := range map[string]bool{
+		"":                         true, // derived from the listener
+		"sip:10.0.0.11:5060":       true,
+		"sip:[2001:db8::1]:5060":   true,
+		"sip:gw1.example.net:5070": true,
+		"sip:gw1.example.net":      false,
+		"sips:10.0.0.11:5061":      false,
+		"sip:10.0.0.11:5060;lr":    false,
+		"sip:gw@10.0.0.11:5060":    false,
+		"10.0.0.11:5060":           false,
+		"sip:10.0.0.11:5060?x=y":   false,
+	} {
+		c := base
+		c.SIPURI = uri
+		err := c.Validate("cluster")
+		if ok {
+			assert.NoError(t, err, uri)
+		} else {
+			assert.ErrorContains(t, err, "cluster.sip_uri", uri)
+		}
+	}
+}
