@@ -267,6 +267,7 @@ func drainStep(e *Env, ss []*Session, from, to *ClusterNode, cl *Client, lab *Cl
 		e.logf("cluster: %v", err)
 	}
 	d.ExitMs = float64(time.Since(t0).Microseconds()) / 1000
+	d.Sent = pr.sent.Load()
 	took := time.Since(t0)
 	var use []string
 	for name, v := range cpu() {
@@ -281,7 +282,6 @@ func drainStep(e *Env, ss []*Session, from, to *ClusterNode, cl *Client, lab *Cl
 	_ = waitFor(20*time.Second, "answers", func() bool { return cl.Pending() == 0 })
 	d.Answered, _, d.AllAnsweredMs = pr.summary(t1, len(ss))
 	d.N481, d.Refused, d.Timeouts, d.OtherErrors = pr.counts()
-	d.Sent = pr.sent.Load()
 	if st, err := to.Status(); err == nil {
 		d.Taken = st.Sessions
 	}

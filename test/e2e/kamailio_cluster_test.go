@@ -100,8 +100,9 @@ func TestKamailioInDialogFollowsOwner(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: rds.Addr})
 	defer rdb.Close()
 	ctx := context.Background()
+	// (Called from the stand-ins' goroutines too: assert, not require.)
 	setOwner := func(callID string, s *standIn) {
-		require.NoError(t, rdb.HSet(ctx, "cstagw:s:"+callID, "owner", s.name, "sip", s.uri).Err())
+		assert.NoError(t, rdb.HSet(ctx, "cstagw:s:"+callID, "owner", s.name, "sip", s.uri).Err())
 	}
 	setLease := func(s *standIn, alive bool) {
 		if alive {
