@@ -404,11 +404,15 @@ func (g *Gateway) Invite(ctx context.Context, d *sipstack.Dialog, req *sipstack.
 // InDialog implements sipstack.Handler: INFO, re-INVITE, UPDATE.
 func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstack.Request) sipstack.Reply {
 	s, _ := d.Owner().(*Session)
-	if s == nil {
-		if g.cluster != nil {
-			// A dialog being adopted, its session not built yet.
+	if s == nil && g.cluster != nil {
+		// A dialog being adopted, its session not built yet: that takes
+		// milliseconds.
+		s = g.awaitOwner(ctx, d)
+		if s == nil {
 			return sipstack.Reply{Status: 503, RetryAfter: time.Second}
 		}
+	}
+	if s == nil {
 		return sipstack.Reply{Status: 481, End: true}
 	}
 	if n := s.inflight.Add(1); n > int32(g.conf().Gateway.MaxInFlight) {
@@ -435,6 +439,30 @@ func (g *Gateway) InDialog(ctx context.Context, d *sipstack.Dialog, req *sipstac
 		return sipstack.Reply{Status: 503, RetryAfter: time.Second}
 	}
 	return s.request(ctx, req)
+}
+
+// awaitOwner waits (at most a second) for the session of a dialog being
+// adopted to be built.
+func (g *Gateway) awaitOwner(ctx context.Context, d *sipstack.Dialog) *Session {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	limit := time.NewTimer(time.Second)
+	defer limit.Stop()
+	for {
+		select {
+		case <-t.C:
+			if s, _ := d.Owner().(*Session); s != nil {
+				return s
+			}
+			if d.Ended() {
+				return nil
+			}
+		case <-limit.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // handOffWait bounds how long a request for a session being handed off

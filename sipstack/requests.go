@@ -516,6 +516,13 @@ func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (d *D
 	if d != nil {
 		return d, acc, true
 	}
+	if rep.Status == 0 {
+		// Adopted meanwhile by another path of the handler (a claim of
+		// many at once): the dialog is known now, not unknown.
+		if d = s.lookup(req); d != nil {
+			return d, s.check(req, d), true
+		}
+	}
 	if rep.Status != 0 {
 		var extra []sip.Header
 		if rep.Status == 503 {
