@@ -458,9 +458,11 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 			c.adoptOrphans(ctx)
 		}
 		rctx, cancel = context.WithTimeout(ctx, 2*time.Second)
-		// Dead nodes are looked for every second, and every round while
-		// one still has sessions (the others may be slower to take theirs).
-		if tick%4 == 0 || len(dead) > 0 {
+		// Dead nodes are looked for every round (two round trips): the
+		// survivors must start their shares within a round of each other,
+		// or the first takes most (each share is what is left divided by
+		// the live nodes, when its pass starts).
+		{
 			var err error
 			if dead, err = c.st.DeadNodes(rctx); err == nil {
 				for _, node := range dead {
