@@ -513,17 +513,7 @@ func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (d *D
 		return nil, acc, true
 	}
 	d, rep := s.adopt(req)
-	if d != nil {
-		return d, acc, true
-	}
-	if rep.Status == 0 {
-		// Adopted meanwhile by another path of the handler (a claim of
-		// many at once): the dialog is known now, not unknown.
-		if d = s.lookup(req); d != nil {
-			return d, s.check(req, d), true
-		}
-	}
-	if rep.Status != 0 {
+	if d == nil && rep.Status != 0 {
 		var extra []sip.Header
 		if rep.Status == 503 {
 			extra = append(extra, s.retryAfter(rep.RetryAfter))
@@ -531,7 +521,12 @@ func (s *Server) lookupOrAdopt(req *sip.Request, tx sip.ServerTransaction) (d *D
 		s.rejectReason(tx, req, rep.Status, rep.Reason, "dialog of another node not taken over", extra...)
 		return nil, acc, false
 	}
-	return nil, acc, true
+	if d == nil {
+		// Adopted meanwhile by another path of the handler (a claim of
+		// many at once) is known now, not unknown.
+		d = s.lookup(req)
+	}
+	return d, acc, true
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
