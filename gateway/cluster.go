@@ -273,6 +273,11 @@ func (c *clusterNode) markDirty(s *Session) {
 	c.mu.Lock()
 	c.dirty[s] = struct{}{}
 	c.mu.Unlock()
+	c.wake()
+}
+
+// wake tells the writer there is something to write.
+func (c *clusterNode) wake() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -291,10 +296,7 @@ func (c *clusterNode) ended(s *Session, reason CloseReason) {
 		c.dels[s.dlg.CallID()] = gen
 	}
 	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	c.wake()
 }
 
 // writeLoop sends what changed, in pipelined batches.
@@ -437,7 +439,6 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	tick := 0
-	var dead []string
 	warned := map[string]bool{}
 	for {
 		select {
@@ -457,38 +458,40 @@ func (c *clusterNode) claimLoop(ctx context.Context) {
 		if tick%40 == 39 {
 			c.adoptOrphans(ctx)
 		}
-		rctx, cancel = context.WithTimeout(ctx, 2*time.Second)
-		// Dead nodes are looked for every round (two round trips): the
-		// survivors must start their shares within a round of each other,
-		// or the first takes most (each share is what is left divided by
-		// the live nodes, when its pass starts).
-		{
-			var err error
-			if dead, err = c.st.DeadNodes(rctx); err == nil {
-				for _, node := range dead {
-					octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
-					n, err := c.st.OwnedCount(octx, node)
-					ocancel()
-					if err != nil || n == 0 {
-						continue
-					}
-					if !warned[node] {
-						warned[node] = true
-						c.g.log.Warn().Str("node", node).Int64("sessions", n).Msg("cluster: node's lease expired: taking over a share of its sessions")
-					}
-					c.claimShare(ctx, node, n, adoptTakeover)
-				}
-			} else {
-				dead = nil
-			}
-		}
-		for node := range warned {
-			if !slices.Contains(dead, node) {
-				delete(warned, node)
-			}
-		}
-		cancel()
+		c.claimDead(ctx, warned)
 		tick++
+	}
+}
+
+// claimDead takes this node's share of every dead node's sessions. Dead
+// nodes are looked for every round (two round trips): the survivors must
+// start their shares within a round of each other, or the first takes
+// most (each share is what is left divided by the live nodes, when its
+// pass starts). warned holds the dead nodes already logged.
+func (c *clusterNode) claimDead(ctx context.Context, warned map[string]bool) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	dead, err := c.st.DeadNodes(rctx)
+	cancel()
+	if err != nil {
+		dead = nil
+	}
+	for _, node := range dead {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		n, err := c.st.OwnedCount(rctx, node)
+		cancel()
+		if err != nil || n == 0 {
+			continue
+		}
+		if !warned[node] {
+			warned[node] = true
+			c.g.log.Warn().Str("node", node).Int64("sessions", n).Msg("cluster: node's lease expired: taking over a share of its sessions")
+		}
+		c.claimShare(ctx, node, n, adoptTakeover)
+	}
+	for node := range warned {
+		if !slices.Contains(dead, node) {
+			delete(warned, node)
+		}
 	}
 }
 
