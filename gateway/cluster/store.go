@@ -315,12 +315,18 @@ type Write struct {
 	Delete bool
 }
 
-// delScript deletes a session we own. ARGV: me, id, gen.
-var delScript = redis.NewScript(`
+// ownsGuard opens a script that acts on a session only while we own it
+// at the generation we know: KEYS[1] the session, ARGV[1] us, ARGV[3]
+// the generation. Otherwise the script answers 0.
+const ownsGuard = `
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner ~= ARGV[1] or tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') ~= tonumber(ARGV[3]) then
   return 0
 end
+`
+
+// delScript deletes a session we own. ARGV: me, id, gen.
+var delScript = redis.NewScript(ownsGuard + `
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 return 1`)
@@ -420,11 +426,7 @@ func (s *Store) loadScripts(ctx context.Context) error {
 
 // releaseScript frees a session we own for another node (drain). ARGV:
 // me, id, gen, data.
-var releaseScript = redis.NewScript(`
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner ~= ARGV[1] or tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') ~= tonumber(ARGV[3]) then
-  return 0
-end
+var releaseScript = redis.NewScript(ownsGuard + `
 redis.call('HSET', KEYS[1], 'owner', '', 'sip', '', 'data', ARGV[4])
 redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[2])
