@@ -476,11 +476,17 @@ func (s *Session) sendRaw(m *csta.Message) {
 
 // sendBody sends a CSTA document (name is its root element) in an INFO.
 func (s *Session) sendBody(body []byte, name string) {
-	if c := s.g.cluster; c != nil && (!c.serving() || s.handingOff.Load()) {
-		// Our lease is not sure, or the session is being handed over:
+	if c := s.g.cluster; c != nil && (s.handingOff.Load() || !c.serving()) {
+		// The session is being handed over, or our lease is not sure:
 		// another node may serve this dialog now.
 		s.g.metrics.fencedDrops.Inc()
-		c.lapsed.Store(true)
+		if !s.handingOff.Load() {
+			// Held back from a session we keep: it is resynced once
+			// serving again. (A handed-off session's new node tells its
+			// client; a resync here would reach every session still
+			// waiting for its batch of the drain.)
+			c.lapsed.Store(true)
+		}
 		return
 	}
 	if err := s.dlg.SendInfo(body); err != nil {
