@@ -300,11 +300,7 @@ func drainStep(e *Env, ss []*Session, from, to *ClusterNode, cl *Client, lab *Cl
 func (r *Report) addCluster(x *ClusterRun) {
 	const ph = "cluster"
 	r.row(ph, "sessions signed in (through Kamailio, all on node 1)", float64(x.SignIn.OK), "", fmt.Sprint(x.Sessions), ptr(x.SignIn.OK == x.Sessions))
-	r.row(ph, "SIGKILL → every session answers on its original dialog", x.AllAnsweredMs, "ms", "≤ 15000 ms",
-		ptr(x.AllAnsweredMs >= 0 && x.AllAnsweredMs <= 15000))
-	r.row(ph, "  median session answering after", x.P50Ms, "ms", "", nil)
-	r.row(ph, "481 answers (a lost dialog)", float64(x.N481), "", "0", ptr(x.N481 == 0))
-	r.text(ph, "  refusals / timeouts / other errors meanwhile", fmt.Sprintf("%d / %d / %d", x.Refused, x.Timeouts, x.OtherErrors), "", nil)
+	r.answeredRows(ph, "SIGKILL", 15000, x.AllAnsweredMs, x.P50Ms, x.N481, x.Refused, x.Timeouts, x.OtherErrors)
 	r.text(ph, "  sessions per survivor", fmt.Sprint(x.Split), "", nil)
 	hw := 0
 	for _, v := range x.HighWater {

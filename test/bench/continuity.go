@@ -200,11 +200,7 @@ func (r *Report) addContinuity(x *ContResult, c PhaseConfig) {
 		if run.Mode == "failover" {
 			target += run.FailoverAfterMs
 		}
-		r.row(ph, "fault → every session answers on its original dialog", run.AllAnsweredMs, "ms",
-			fmt.Sprintf("≤ %.0f ms", target), ptr(run.AllAnsweredMs >= 0 && run.AllAnsweredMs <= target))
-		r.row(ph, "  median session answering after", run.P50Ms, "ms", "", nil)
-		r.row(ph, "481 answers (a lost dialog)", float64(run.N481), "", "0", ptr(run.N481 == 0))
-		r.text(ph, "  refusals / timeouts / other errors meanwhile", fmt.Sprintf("%d / %d / %d", run.Refused, run.Timeouts, run.OtherErrors), "", nil)
+		r.answeredRows(ph, "fault", target, run.AllAnsweredMs, run.P50Ms, run.N481, run.Refused, run.Timeouts, run.OtherErrors)
 		r.text(ph, "  sessions per link at the end", fmt.Sprint(run.LinkSessions), "", nil)
 		hw := 0
 		for _, v := range run.HighWater {
@@ -215,6 +211,17 @@ func (r *Report) addContinuity(x *ContResult, c PhaseConfig) {
 			r.problem("%s", p)
 		}
 	}
+}
+
+// answeredRows are the rows of a prober's figures after an event (a
+// fault, a kill): when every session had answered on its original dialog
+// (target in ms), the median, the 481s and the other failures meanwhile.
+func (r *Report) answeredRows(ph, event string, target, allMs, p50Ms float64, n481, refused, timeouts, other int) {
+	r.row(ph, event+" → every session answers on its original dialog", allMs, "ms",
+		fmt.Sprintf("≤ %.0f ms", target), ptr(allMs >= 0 && allMs <= target))
+	r.row(ph, "  median session answering after", p50Ms, "ms", "", nil)
+	r.row(ph, "481 answers (a lost dialog)", float64(n481), "", "0", ptr(n481 == 0))
+	r.text(ph, "  refusals / timeouts / other errors meanwhile", fmt.Sprintf("%d / %d / %d", refused, timeouts, other), "", nil)
 }
 
 // prober sends GetDoNotDisturb to every session round robin, one request
